@@ -1,0 +1,133 @@
+"""Selection overhead of SAGE at the default settings: time spent in `score_fn` / time spent training, in one run.
+
+    .venv/bin/python bench/bench_selection.py                 # default model (SmolLM2-135M), Config() defaults
+    .venv/bin/python bench/bench_selection.py --tiny --steps 20
+
+SAGE.md's cost section expects about 35% on CPU: at the defaults (B=8, T=10, P=2M=160) a refresh rescores only the
+pool pairs whose newest margin is stale (~P - M + B = 88 per interval), each a no-grad pass costing ~0.36 of a
+training pair. The first refresh scores the whole pool (P pairs) once, so the script reports the whole run and the
+steady state (refreshes after the first) separately.
+
+The run uses `sage_nb.trainer.Trainer` when it exists; otherwise it plays the trainer's loop itself with
+`sage_nb.dpo` (collate_pairs, pair_forward, pair_loss, AdamW on the LoRA parameters), timing the same two things.
+"""
+from __future__ import annotations
+import argparse, json, sys, tempfile, time
+from pathlib import Path
+import numpy as np, torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sage_nb.config import Config, pool_size, pairs_per_interval
+from sage_nb.selectors import make_selector
+
+
+def arithmetic_pairs(tok, n: int, seed: int = 0):
+    "n synthetic math pairs (worked solution vs. one with an arithmetic slip), three difficulty levels."
+    from sage_nb.data import make_pair, pairs_dataset
+    from sage_nb.models import chat_prompt
+    r = np.random.default_rng(seed); rows = []
+    for i in range(n):
+        lvl = i % 3
+        a, b, c = (int(x) for x in r.integers(2, 10**(lvl + 1) + 10, 3))
+        q = f"Problem {i}: compute {a} * {b} + {c}. Show your work and end with #### and the answer."
+        ok, bad = a*b + c, a*b + c + int(r.integers(1, 9))
+        steps = f"First, {a} * {b} = {a*b}. Then we add {c} to the product: {a*b} + {c} = "
+        rows.append(make_pair(chat_prompt(tok, q), f"{steps}{ok}. The answer is {ok}.\n#### {ok}",
+                              f"{steps}{bad}. The answer is {bad}.\n#### {bad}", problem_id=f"p{i//2}",
+                              difficulty=lvl, pass_rate=float("nan"), question=q, gold=str(ok)))
+    return pairs_dataset(rows)
+
+
+def with_trainer(model, tok, pairs, cfg):
+    from sage_nb.trainer import Trainer
+    with tempfile.TemporaryDirectory() as d:
+        tr = Trainer(model, tok, pairs, cfg, run_dir=d, progress=False)
+        summary = tr.train()
+        ev = [json.loads(l) for l in (Path(d)/"events.jsonl").read_text().splitlines() if l.strip()]
+        steps = [json.loads(l) for l in (Path(d)/"metrics.jsonl").read_text().splitlines() if l.strip()]
+    t = summary["time"]
+    refresh = [e for e in ev if e["kind"] == "refresh"]
+    return dict(train_s=t["train_s"], score_s=t["score_s"], refresh=refresh,
+                step_train_s=[m["time/step_s"] - m["time/score_s"] for m in steps])
+
+
+def with_dpo_loop(model, tok, pairs, cfg):
+    "The trainer's step order with sage_nb.dpo: next_batch (may score), forward+backward+AdamW, observe."
+    from sage_nb import dpo, scoring
+    ds = dpo.cache_reference(model, tok, pairs, cfg, progress=False).to_pandas()
+    rows = {r["pair_id"]: r for r in ds.to_dict("records")}
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+
+    def stats(ids, grad):
+        batch = dpo.collate_pairs(tok, [rows[p] for p in ids], cfg.max_length, cfg.max_prompt_length)
+        out = dpo.pair_forward(model, batch)
+        rc = torch.tensor([rows[p]["ref_logp_chosen"] for p in ids]); rr = torch.tensor([rows[p]["ref_logp_rejected"] for p in ids])
+        u = cfg.beta*((out["logp_chosen"] - rc) - (out["logp_rejected"] - rr))
+        st = dict(u=u.detach().numpy(), s=scoring.signal(u.detach()).numpy(), c=scoring.curvature(u.detach()).numpy(),
+                  energy=scoring.energy_scaled(out["energy"].detach(), cfg.beta).numpy(),
+                  z=scoring.log_odds(out["mean_logp_chosen"].detach(), out["mean_logp_rejected"].detach()).numpy())
+        return out, rc, rr, st
+
+    def score_fn(ids):
+        parts = []
+        model.eval()
+        with torch.no_grad():
+            for i in range(0, len(ids), cfg.score_batch_size): parts.append(stats(ids[i:i + cfg.score_batch_size], False)[3])
+        model.train()
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    table = ds[["pair_id", "problem_id", "difficulty", "pass_rate"]].copy()
+    sel = make_selector("sage", cfg); sel.start(table, score_fn)
+    train_s, step_train_s = 0.0, []
+    model.train()
+    for step in range(1, cfg.steps + 1):
+        ids = sel.next_batch(step)
+        t0 = time.perf_counter()
+        out, rc, rr, st = stats(ids, True)
+        loss = dpo.pair_loss(out, rc, rr, cfg).losses.mean()
+        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm); opt.step()
+        dt = time.perf_counter() - t0; train_s += dt; step_train_s.append(dt)
+        sel.observe(step, ids, st)
+    refresh = [e for e in sel.drain_events() if e["kind"] == "refresh"]
+    return dict(train_s=train_s, score_s=sel.score_seconds, refresh=refresh, step_train_s=step_train_s)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny random model instead of the default model")
+    ap.add_argument("--steps", type=int, default=Config().steps)
+    ap.add_argument("--pairs", type=int, default=480, help="pairs in the synthetic set (3 levels)")
+    ap.add_argument("--no-trainer", action="store_true", help="use the sage_nb.dpo loop even if sage_nb.trainer exists")
+    a = ap.parse_args(argv)
+    torch.manual_seed(0); torch.set_num_threads(max(1, torch.get_num_threads()))
+    cfg = Config(steps=a.steps, selector="sage", snr_every=0, eval_every=0, checkpoint_every=0, device="cpu")
+    from sage_nb.models import tiny_model, load_policy
+    model, tok = tiny_model() if a.tiny else load_policy(cfg.model, quantize=cfg.quantize, lora_r=cfg.lora_r,
+                                                         lora_alpha=cfg.lora_alpha, device="cpu")
+    pairs = arithmetic_pairs(tok, a.pairs)
+    try:
+        if a.no_trainer: raise ImportError
+        import sage_nb.trainer  # noqa: F401
+        how, res = "sage_nb.trainer.Trainer", with_trainer(model, tok, pairs, cfg)
+    except ImportError:
+        how, res = "sage_nb.dpo loop (sage_nb.trainer not available)", with_dpo_loop(model, tok, pairs, cfg)
+    ref = res["refresh"]
+    scored = [e["scored"] for e in ref]; ss = [e["score_s"] for e in ref]
+    tr = res["train_s"]; per_train_pair = tr / (cfg.steps * cfg.batch_size)
+    per_score_pair = sum(ss) / max(sum(scored), 1)
+    steady_score = sum(ss[1:]); n_int = max(len(ref) - 1, 1)
+    steady_ratio = (steady_score / n_int) / (per_train_pair * pairs_per_interval(cfg)) if len(ref) > 1 else float("nan")
+    print(f"model: {'tiny' if a.tiny else cfg.model}   loop: {how}   device: cpu, {torch.get_num_threads()} threads")
+    print(f"defaults: B={cfg.batch_size} T={cfg.refresh_every} M={pairs_per_interval(cfg)} P={pool_size(cfg)} "
+          f"score_batch_size={cfg.score_batch_size}   steps={cfg.steps}, pairs={a.pairs}")
+    print(f"refreshes: {len(ref)}, pairs scored per refresh: {scored}")
+    print(f"training time {tr:.1f} s ({per_train_pair*1000:.0f} ms/pair)   scoring time {sum(ss):.1f} s "
+          f"({per_score_pair*1000:.0f} ms/pair, {per_score_pair/per_train_pair:.2f} of a training pair)")
+    print(f"selection overhead, whole run (scoring / training): {sum(ss)/tr:.1%}")
+    print(f"selection overhead, steady state (refreshes after the first, per interval of T steps): {steady_ratio:.1%}   target <= 35%")
+    return dict(ratio=sum(ss)/tr, steady=steady_ratio)
+
+
+if __name__ == "__main__":
+    main()
