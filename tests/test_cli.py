@@ -1,0 +1,60 @@
+"The command line end to end on a tiny local model: run, resume, eval, report, compare, and clear errors for bad input."
+import json, math
+import pytest
+from sage_nb.cli import main
+from sage_nb.models import tiny_model
+
+ARGS = ["--n-train-problems", "6", "--n-eval-problems", "4", "--k", "2", "--max-new-tokens", "8", "--steps", "2",
+        "--batch-size", "2", "--refresh-every", "1", "--snr-every", "1", "--checkpoint-every", "1", "--levels", "0,1"]
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    m, tok = tiny_model(lora=False, seed=1)
+    m.save_pretrained(d); tok.save_pretrained(d)
+    return d
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SAGE_NB_CACHE", str(tmp_path_factory.getbasetemp()/"cache"))
+
+def test_run_resume_eval_report(tiny_dir, tmp_path, capsys):
+    out = tmp_path/"run"
+    main(["run", "--model", str(tiny_dir), "--out-dir", str(out), *ARGS])
+    s = json.loads((out/"summary.json").read_text())
+    assert s["steps"] == 2 and (out/"report.html").exists() and (out/"adapter"/"adapter_config.json").exists()
+    assert json.loads((out/"config.json").read_text())["model"] == str(tiny_dir)
+    # a second run with the same out_dir does not overwrite the first
+    main(["run", "--model", str(tiny_dir), "--out-dir", str(out), *ARGS])
+    assert (tmp_path/"run-2"/"summary.json").exists()
+    # resuming a finished run trains nothing more and keeps its logs
+    n = len((out/"metrics.jsonl").read_text().splitlines())
+    main(["run", "--resume", str(out)])
+    assert len((out/"metrics.jsonl").read_text().splitlines()) == n
+    main(["eval", str(out)])
+    assert "held-out accuracy" in capsys.readouterr().out
+    (out/"report.html").unlink(); main(["report", str(out)])
+    assert (out/"report.html").exists()
+
+def test_compare_writes_table_and_report(tiny_dir, tmp_path):
+    root = tmp_path/"cmp"
+    main(["compare", "--model", str(tiny_dir), "--selectors", "sage,uniform", "--seeds", "2", "--root", str(root), *ARGS])
+    md = (root/"comparison.md").read_text()
+    for arm in ("sage", "uniform", "sft"): assert f"| {arm} | 2 |" in md
+    assert (root/"report.html").exists()
+    for d in ("sage-s0", "uniform-s1", "sft-s0"): assert (root/d/"summary.json").exists()
+    sft = json.loads((root/"sft-s0"/"config.json").read_text())
+    assert sft["loss_type"] == "sft" and sft["selector"] == "uniform"
+
+@pytest.mark.parametrize("argv,needle", [
+    (["run", "--model", "/nonexistent/model"], "not found"),
+    (["run", "--steps", "x"], "invalid literal"),
+    (["run", "--pairs", "/nonexistent/prefs.jsonl"], "prefs.jsonl"),
+    (["eval", "/nonexistent/run"], "no PEFT adapter"),
+    (["report", "/nonexistent/run"], "/nonexistent/run"),
+])
+def test_bad_input_is_one_clear_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e: main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
