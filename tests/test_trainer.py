@@ -7,7 +7,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = r'''
 import sys, time
-import numpy as np
 from sage_nb.config import Config
 from sage_nb.models import tiny_model, chat_prompt
 from sage_nb.data import make_pair, pairs_dataset
@@ -23,31 +22,8 @@ for i in range(6):
 cfg = Config(steps=8, batch_size=2, lr=1e-2, warmup_steps=2, scheduler="cosine", checkpoint_every=2, snr_every=3,
              score_batch_size=4, max_length=96, max_prompt_length=64, selector="uniform", seed=3)
 
-try:
-    from sage_nb.selectors import make_selector
-    selector = make_selector("uniform", cfg)
-except ImportError:
-    class Uniform:   # the Selector interface, for when sage_nb.selectors is not there
-        name = "uniform"
-        def __init__(self, cfg): self.cfg, self.order, self.pos, self.epoch = cfg, [], 0, 0
-        def start(self, table, score_fn): self.ids = list(table.pair_id)
-        def next_batch(self, step):
-            out = []
-            while len(out) < self.cfg.batch_size:
-                if self.pos >= len(self.order):
-                    self.order = [str(p) for p in np.random.default_rng([self.cfg.seed, self.epoch]).permutation(self.ids)]
-                    self.pos, self.epoch = 0, self.epoch + 1
-                out.append(self.order[self.pos]); self.pos += 1
-            return out
-        def observe(self, step, ids, stats): pass
-        def classes(self): return {}
-        def pool_ids(self): return list(self.ids)
-        def drain_events(self): return []
-        def drain_pair_rows(self): return []
-        def state_dict(self): return dict(order=self.order, pos=self.pos, epoch=self.epoch)
-        def load_state_dict(self, d): self.order, self.pos, self.epoch = d["order"], d["pos"], d["epoch"]
-        def describe(self): return "uniform"
-    selector = Uniform(cfg)
+from sage_nb.selectors import make_selector
+selector = make_selector("uniform", cfg)
 
 class Pause:
     def on_step(self, m): time.sleep(pause)
@@ -146,3 +122,31 @@ def test_save_merged_from_4bit_base(tmp_path):
         a, b = merged(input_ids=x).logits, want(input_ids=x).logits
         with want.disable_adapter(): ref = want(input_ids=x).logits
     assert torch.allclose(a, b, atol=1e-4) and not torch.allclose(a, ref, atol=1e-3)
+
+
+def test_uniform_dpo_lowers_held_out_loss(tmp_path):
+    "Pairs never trained on: plain DPO on a learnable preference lowers their DPO loss and raises their reward accuracy."
+    import math, torch
+    from sage_nb.config import Config
+    from sage_nb.models import tiny_model, chat_prompt
+    from sage_nb.data import make_pair, pairs_dataset
+    from sage_nb.dpo import cache_reference, collate_pairs, pair_forward, pair_loss
+    from sage_nb.trainer import Trainer
+    model, tok = tiny_model()
+    def pairs(names):
+        return pairs_dataset([make_pair(chat_prompt(tok, f"Is {n} a fine name?"), f"Yes, {n} is fine.", f"No, {n} is bad.",
+                                        problem_id=n) for n in names])
+    train, held = pairs(["Ada", "Bob", "Cy", "Dee", "Eve", "Fay", "Gus", "Hal"]), pairs(["Ivy", "Jo", "Kai", "Lu"])
+    cfg = Config(steps=12, batch_size=4, lr=1e-2, warmup_steps=0, alpha_nll=0.0, snr_every=0, checkpoint_every=0,
+                 selector="uniform", max_length=96, max_prompt_length=64)
+    held = cache_reference(model, tok, held, cfg, progress=False)
+    def held_out():
+        with torch.no_grad():
+            b = collate_pairs(tok, held.to_list())
+            res = pair_loss(pair_forward(model, b), b["ref_logp_chosen"], b["ref_logp_rejected"], cfg)
+        return float(res.dpo.mean()), float((res.margins > 0).float().mean())
+    loss0, acc0 = held_out()
+    Trainer(model, tok, train, cfg, run_dir=tmp_path/"run", progress=False).train()
+    loss1, acc1 = held_out()
+    assert math.isclose(loss0, math.log(2), abs_tol=1e-4)
+    assert loss1 < loss0 - 0.01 and acc1 > acc0 and acc1 >= 0.75, (loss0, acc0, loss1, acc1)
