@@ -1,5 +1,5 @@
 "Diagnostics from run folders: log loading, figure data models, the dashboard fed by callbacks, the HTML report."
-import json, re, threading
+import json, re, threading, time
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -102,7 +102,7 @@ def test_dashboard_from_a_training_thread(run_dir):
         try: replay(r, d, end=False)
         except Exception as e: errors.append(e)
     t = threading.Thread(target=feed); t.start()
-    while t.is_alive(): d.flush()
+    while t.is_alive(): d.flush(); time.sleep(0.02)   # a notebook's redraws, not a busy loop that starves the feeder
     t.join(); d.on_end({})
     assert errors == [] and len(d.figs["training"].data[0].x) == len(r["metrics"])
 
