@@ -58,3 +58,13 @@ def test_bad_input_is_one_clear_line(argv, needle, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+def test_a_local_problem_file_splits_into_disjoint_train_and_eval(tmp_path):
+    from sage_nb.config import Config
+    from sage_nb.cli import get_problems
+    f = tmp_path/"gsm.jsonl"
+    f.write_text("".join(json.dumps({"question": f"What is {i}+{i+1}?", "answer": f"#### {2*i+1}"}) + "\n" for i in range(40)))
+    c = Config(problems=str(f), n_train_problems=100, n_eval_problems=100)
+    tr, ev = get_problems(c, "train"), get_problems(c, "eval")
+    assert tr and ev and len(tr) + len(ev) == 40
+    assert not {p["question"] for p in tr} & {p["question"] for p in ev}
