@@ -14,8 +14,8 @@ from .models import reference_mode
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs', 'ChunkedLogProb',
            'token_logp_energy', 'NonFiniteLogps', 'pair_forward', 'reference_token_logps', 'DPOLossOutput', 'dpo_loss',
-           'pair_loss', 'loss_metrics', 'fingerprint', 'check_fingerprint', 'cache_fingerprint', 'cache_reference',
-           'save_reference_cache', 'load_reference_cache']
+           'pair_loss', 'loss_metrics', 'fingerprint', 'check_fingerprint', 'cache_fingerprint', 'length_order',
+           'cache_reference', 'save_reference_cache', 'load_reference_cache']
 
 # %% ../nbs/04_dpo.ipynb #04129aa6
 class PairTooLong(ValueError):
@@ -415,6 +415,10 @@ def cache_fingerprint(ds) -> str | None:
     try: return json.loads(ds.info.description or "{}").get("sage_nb_reference_fingerprint")
     except (json.JSONDecodeError, AttributeError): return None
 
+def length_order(items) -> list[int]:
+    "Positions of tokenized pairs, longest first: batches of similar lengths pad little, and an OOM shows in the first batch."
+    return sorted(range(len(items)), key=lambda j: -(len(items[j]["prompt_ids"]) + max(len(items[j]["chosen_ids"]), len(items[j]["rejected_ids"]))))
+
 def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None = None, on_too_long: str = "raise",
                     progress: bool = True):
     "The pair set with reference log-probs (`ref_logp_chosen`, `ref_logp_rejected`) from the adapter-disabled model."
@@ -429,7 +433,7 @@ def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None
         except PairTooLong:
             if on_too_long == "raise": raise
             skipped.append(r.get("pair_id", "?"))
-    order = sorted(range(len(items)), key=lambda j: -(len(items[j]["prompt_ids"]) + max(len(items[j]["chosen_ids"]), len(items[j]["rejected_ids"]))))
+    order = length_order(items)
     ref_c, ref_r = [0.0] * len(items), [0.0] * len(items)
     was_training = model.training
     model.eval()

@@ -335,18 +335,20 @@ class Trainer:
         self._in_score = True
         ids = [str(p) for p in pair_ids]
         parts = {k: [] for k in STAT_KEYS}
+        order = dpo.length_order(self._items(ids))      # similar lengths share a batch: less padding
         try:
             self.model.eval()
             with torch.no_grad():
                 for i in range(0, len(ids), max(1, self.cfg.score_batch_size)):
-                    st = self._forward(ids[i:i + self.cfg.score_batch_size])[3]
+                    st = self._forward([ids[j] for j in order[i:i + self.cfg.score_batch_size]])[3]
                     for k in STAT_KEYS: parts[k].append(st[k].float().cpu().numpy())
         finally:
             self.model.train(was_training)
             if outer:
                 dt = time.perf_counter() - t0
                 self._score_step += dt; self.timers["score_s"] += dt; self._in_score = False
-        return {k: (np.concatenate(v) if v else np.zeros(0, dtype=np.float32)) for k, v in parts.items()}
+        back = np.argsort(order)                         # results in the caller's order
+        return {k: (np.concatenate(v)[back] if v else np.zeros(0, dtype=np.float32)) for k, v in parts.items()}
 
     # ---------- one optimizer step
     def _micro_batches(self, ids):
