@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/bench_selection.py                 # default model (SmolLM2-135M), Config() defaults
     .venv/bin/python bench/bench_selection.py --tiny --steps 20
+    .venv/bin/python bench/bench_selection.py --runs runs/compare   # read finished runs (e.g. `sage-nb compare`'s)
+
+`--runs DIR` trains nothing: it reads `summary.json` and `events.jsonl` of every run folder under DIR whose selector
+scores pairs and prints the overhead that run measured (its `time/score_s` over `time/train_s`), so the number comes
+from real runs on the real pair set at the defaults.
 
 SAGE.md's cost section expects about 35% on CPU: at the defaults (B=8, T=10, P=2M=160) a refresh rescores only the
 pool pairs whose newest margin is stale (~P - M + B = 88 per interval), each a no-grad pass costing ~0.36 of a
@@ -93,13 +98,39 @@ def with_dpo_loop(model, tok, pairs, cfg):
     return dict(train_s=train_s, score_s=sel.score_seconds, refresh=refresh, step_train_s=step_train_s)
 
 
+def from_runs(root) -> list[dict]:
+    "Selection overhead measured by finished run folders under `root` (selectors that score pairs only)."
+    from sage_nb.diagnostics import find_runs, read_jsonl
+    from sage_nb.selectors import SELECTORS
+    out = []
+    for d in find_runs(root):
+        d = Path(d)
+        if not (d/"summary.json").exists(): continue
+        cfg = json.loads((d/"config.json").read_text()); t = json.loads((d/"summary.json").read_text())["time"]
+        sel = SELECTORS.get(cfg.get("selector"))
+        if sel is None or not sel.scores or cfg.get("loss_type") == "sft": continue
+        ref = [e for e in read_jsonl(d/"events.jsonl")[0] if e.get("kind") == "refresh"]
+        out.append(dict(run=d.name, steps=cfg["steps"], train_s=t["train_s"], score_s=t["score_s"],
+                        ratio=t["score_s"]/t["train_s"], scored=[e.get("scored", 0) for e in ref], at=[e["step"] for e in ref]))
+    if not out: raise SystemExit(f"No finished run of a scoring selector under {root}")
+    for r in out:
+        print(f"{r['run']:24s} steps {r['steps']}  training {r['train_s']:6.1f} s  scoring {r['score_s']:5.1f} s  "
+              f"overhead {r['ratio']:.1%}   refreshes at {r['at']} scored {r['scored']}")
+    ratios = np.array([r["ratio"] for r in out])
+    print(f"selection overhead (scoring / training) over {len(out)} runs: mean {ratios.mean():.1%}, "
+          f"min {ratios.min():.1%}, max {ratios.max():.1%}   target <= 35%")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", help="report the overhead measured by finished run folders under this folder; trains nothing")
     ap.add_argument("--tiny", action="store_true", help="tiny random model instead of the default model")
     ap.add_argument("--steps", type=int, default=Config().steps)
     ap.add_argument("--pairs", type=int, default=480, help="pairs in the synthetic set (3 levels)")
     ap.add_argument("--no-trainer", action="store_true", help="use the sage_nb.dpo loop even if sage_nb.trainer exists")
     a = ap.parse_args(argv)
+    if a.runs: return from_runs(a.runs)
     torch.manual_seed(0); torch.set_num_threads(max(1, torch.get_num_threads()))
     cfg = Config(steps=a.steps, selector="sage", snr_every=0, eval_every=0, checkpoint_every=0, device="cpu")
     from sage_nb.models import tiny_model, load_policy
