@@ -152,7 +152,8 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
     summary = trainer.train()
     report = write_report(run_dir)
     summary = dict(summary, run_dir=str(run_dir), report=str(report), wall_s=time.perf_counter() - t0)
-    print(f"\nsage-nb run: {cfg.selector}, {summary.get('steps')} steps, loss {cfg.loss_type}+{cfg.alpha_nll}*NLL"
+    loss = f"{cfg.alpha_nll}*NLL(chosen) only" if cfg.loss_type == "sft" else f"{cfg.loss_type}+{cfg.alpha_nll}*NLL"
+    print(f"\nsage-nb run: {cfg.selector}, {summary.get('steps')} steps, loss {loss}"
           f"\n  held-out accuracy  before {_fmt_eval(summary.get('eval_before'))}  after {_fmt_eval(summary.get('eval_after'))}"
           f"\n  wall-clock {summary['wall_s']:.0f} s   run folder {run_dir}\n  report {report}")
     return summary
