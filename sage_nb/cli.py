@@ -111,8 +111,11 @@ def with_reference(cfg: Config, model, tokenizer, pairs):
     ids = hashlib.sha1("".join(sorted(pairs["pair_id"])).encode()).hexdigest()[:12]
     path = cache_dir()/"reference"/f"ref-{hashlib.sha1(fp.encode()).hexdigest()[:12]}-{ids}.parquet"
     if path.exists():
-        _log(f"reusing reference log-probs {path}")
-        return dpo.load_reference_cache(path, fp)
+        ds = dpo.load_reference_cache(path, fp)
+        if all(c in ds.column_names for c in dpo.REF_COLUMNS):
+            _log(f"reusing reference log-probs {path}")
+            return ds
+        _log(f"{path} predates the reference statistics columns; recomputing it")
     ds = dpo.cache_reference(model, tokenizer, pairs, cfg, on_too_long="skip")
     dpo.save_reference_cache(ds, path)
     return ds

@@ -12,7 +12,7 @@ from .config import Config
 from .models import reference_mode
 
 # %% auto #0
-__all__ = ['LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs', 'ChunkedLogProb',
+__all__ = ['LOSS_TYPES', 'REF_COLUMNS', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs', 'ChunkedLogProb',
            'token_logp_energy', 'NonFiniteLogps', 'pair_forward', 'reference_token_logps', 'DPOLossOutput', 'dpo_loss',
            'pair_loss', 'loss_metrics', 'fingerprint', 'check_fingerprint', 'cache_fingerprint', 'length_order',
            'cache_reference', 'save_reference_cache', 'load_reference_cache']
@@ -419,6 +419,8 @@ def length_order(items) -> list[int]:
     "Positions of tokenized pairs, longest first: batches of similar lengths pad little, and an OOM shows in the first batch."
     return sorted(range(len(items)), key=lambda j: -(len(items[j]["prompt_ids"]) + max(len(items[j]["chosen_ids"]), len(items[j]["rejected_ids"]))))
 
+REF_COLUMNS = ("ref_logp_chosen", "ref_logp_rejected", "ref_mean_logp_chosen", "ref_mean_logp_rejected", "ref_energy")
+
 def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None = None, on_too_long: str = "raise",
                     progress: bool = True):
     "The pair set with reference log-probs (`ref_logp_chosen`, `ref_logp_rejected`) from the adapter-disabled model."
@@ -426,7 +428,7 @@ def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None
     ds = pairs if isinstance(pairs, datasets.Dataset) else datasets.Dataset.from_list(_as_rows(pairs))
     if len(ds) == 0: raise ValueError("cache_reference got no pairs")
     bs = batch_size or cfg.score_batch_size
-    rows = ds.remove_columns([c for c in ("ref_logp_chosen", "ref_logp_rejected") if c in ds.column_names]).to_list()
+    rows = ds.remove_columns([c for c in REF_COLUMNS if c in ds.column_names]).to_list()
     items, keep, skipped = [], [], []
     for i, r in enumerate(rows):
         try: items.append(tokenize_pair(tokenizer, r, cfg.max_length, cfg.max_prompt_length)); keep.append(i)
@@ -434,7 +436,7 @@ def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None
             if on_too_long == "raise": raise
             skipped.append(r.get("pair_id", "?"))
     order = length_order(items)
-    ref_c, ref_r = [0.0] * len(items), [0.0] * len(items)
+    cols = {c: [0.0] * len(items) for c in REF_COLUMNS}
     was_training = model.training
     model.eval()
     try:
@@ -442,12 +444,13 @@ def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None
             for s in _tqdm(range(0, len(order), bs), desc="reference log-probs", unit="batch", disable=not progress):
                 idx = order[s:s+bs]
                 out = pair_forward(model, collate_pairs(tokenizer, [items[j] for j in idx]))
-                for j, c, r in zip(idx, out["logp_chosen"].tolist(), out["logp_rejected"].tolist()): ref_c[j], ref_r[j] = c, r
+                for c in REF_COLUMNS:
+                    for j, v in zip(idx, out[c[4:]].tolist()): cols[c][j] = v
     finally:
         model.train(was_training)
-    base = ds.remove_columns([c for c in ("ref_logp_chosen", "ref_logp_rejected") if c in ds.column_names])
+    base = ds.remove_columns([c for c in REF_COLUMNS if c in ds.column_names])
     if skipped: base = base.select(keep)
-    base = base.add_column("ref_logp_chosen", ref_c).add_column("ref_logp_rejected", ref_r)
+    for c in REF_COLUMNS: base = base.add_column(c, cols[c])
     base.info.description = json.dumps({"sage_nb_reference_fingerprint": fingerprint(model, tokenizer, cfg), "skipped": skipped})
     return base
 

@@ -20,7 +20,7 @@ _log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['LOGS', 'STAT_KEYS', 'CKPT_FILES', 'gradient_snr', 'jsonable', 'read_jsonl', 'RunLog', 'seed_everything', 'rng_state',
            'set_rng_state', 'disable_dropout', 'is_peft', 'save_adapter', 'load_adapter_weights', 'save_merged',
-           'pair_stats', 'latest_checkpoint', 'Trainer']
+           'pair_stats', 'adapter_is_zero', 'reference_stats', 'stats_from_reference', 'latest_checkpoint', 'Trainer']
 
 # %% ../nbs/09_trainer.ipynb #d04aa538
 def gradient_snr(per_pair_grads) -> dict:
@@ -174,6 +174,27 @@ def pair_stats(out: dict, ref_chosen, ref_rejected, beta: float) -> dict:
 
 STAT_KEYS = ("u", "s", "c", "energy", "z")
 
+def adapter_is_zero(model) -> bool:
+    "True when every trainable parameter is LoRA and every LoRA B matrix is zero: the policy computes exactly the reference."
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named or not all("lora_" in n for n, _ in named): return False
+    with torch.no_grad(): return all(not p.any() for n, p in named if "lora_B" in n)
+
+def reference_stats(df) -> dict:
+    "pair_id -> (mean logp chosen, mean logp rejected, energy G) of the reference pass, where the cache has them."
+    cols = ("ref_mean_logp_chosen", "ref_mean_logp_rejected", "ref_energy")
+    if not all(c in df.columns for c in cols): return {}
+    v = df[list(cols)].to_numpy(float); ok = np.isfinite(v).all(1)
+    return {p: tuple(r) for p, r, k in zip(df.pair_id.astype(str), v, ok) if k}
+
+def stats_from_reference(ref_stats: dict, ids, beta: float) -> dict:
+    "What a scoring pass of the untouched policy returns: u = 0 (policy == reference), z and energy from the cache."
+    v = torch.tensor([ref_stats[p] for p in ids], dtype=torch.float64).reshape(-1, 3)
+    out = pair_stats(dict(logp_chosen=torch.zeros(len(ids)), logp_rejected=torch.zeros(len(ids)), energy=v[:, 2],
+                          mean_logp_chosen=v[:, 0], mean_logp_rejected=v[:, 1]),
+                     torch.zeros(len(ids)), torch.zeros(len(ids)), beta)
+    return {k: out[k].float().numpy() for k in STAT_KEYS}
+
 # %% ../nbs/09_trainer.ipynb #3c570250
 CKPT_FILES = ("adapter", "optimizer.pt", "scheduler.pt", "rng.pt", "selector.json", "trainer_state.json")
 
@@ -189,6 +210,7 @@ _CALLBACKS = ("on_step", "on_pairs", "on_event", "on_snr", "on_eval", "on_checkp
 
 class Trainer:
     "DPO(+NLL) training of `model` on `pairs`, batches chosen by `selector`, logged to `run_dir`."
+    reuse_reference_pass = True     # score an untouched adapter from the reference cache instead of a forward pass
     def __init__(self, model, tokenizer, pairs, cfg: Config, selector=None, run_dir=None, callbacks=(), eval_fn=None,
                  resume: bool = False, overwrite: bool = False, progress: bool = True):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
@@ -204,6 +226,7 @@ class Trainer:
         self.table = self._selector_table(self.pairs)
         self._rows = {r["pair_id"]: r for r in self.pairs.to_dict("records")}
         self._ref = {p: (float(r["ref_logp_chosen"]), float(r["ref_logp_rejected"])) for p, r in self._rows.items()}
+        self._ref_stats = reference_stats(self.pairs)
         self._tok = {}
         if selector is None:
             from sage_nb.selectors import make_selector
@@ -337,6 +360,8 @@ class Trainer:
         parts = {k: [] for k in STAT_KEYS}
         order = dpo.length_order(self._items(ids))      # similar lengths share a batch: less padding
         try:
+            if self.reuse_reference_pass and all(p in self._ref_stats for p in ids) and adapter_is_zero(self.model):
+                return stats_from_reference(self._ref_stats, ids, self.cfg.beta)
             self.model.eval()
             with torch.no_grad():
                 for i in range(0, len(ids), max(1, self.cfg.score_batch_size)):
