@@ -423,7 +423,7 @@ REF_COLUMNS = ("ref_logp_chosen", "ref_logp_rejected", "ref_mean_logp_chosen", "
 
 def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None = None, on_too_long: str = "raise",
                     progress: bool = True):
-    "The pair set with reference log-probs (`ref_logp_chosen`, `ref_logp_rejected`) from the adapter-disabled model."
+    "The pair set with the adapter-disabled model's log-probs, mean log-probs and energy (`REF_COLUMNS`) per pair."
     import datasets
     ds = pairs if isinstance(pairs, datasets.Dataset) else datasets.Dataset.from_list(_as_rows(pairs))
     if len(ds) == 0: raise ValueError("cache_reference got no pairs")
@@ -445,7 +445,7 @@ def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None
                 idx = order[s:s+bs]
                 out = pair_forward(model, collate_pairs(tokenizer, [items[j] for j in idx]))
                 for c in REF_COLUMNS:
-                    for j, v in zip(idx, out[c[4:]].tolist()): cols[c][j] = v
+                    for j, v in zip(idx, out[c.removeprefix("ref_")].tolist()): cols[c][j] = v
     finally:
         model.train(was_training)
     base = ds.remove_columns([c for c in REF_COLUMNS if c in ds.column_names])

@@ -182,9 +182,9 @@ def adapter_is_zero(model) -> bool:
 
 def reference_stats(df) -> dict:
     "pair_id -> (mean logp chosen, mean logp rejected, energy G) of the reference pass, where the cache has them."
-    cols = ("ref_mean_logp_chosen", "ref_mean_logp_rejected", "ref_energy")
+    cols = [c for c in dpo.REF_COLUMNS if c not in ("ref_logp_chosen", "ref_logp_rejected")]
     if not all(c in df.columns for c in cols): return {}
-    v = df[list(cols)].to_numpy(float); ok = np.isfinite(v).all(1)
+    v = df[cols].to_numpy(float); ok = np.isfinite(v).all(1)
     return {p: tuple(r) for p, r, k in zip(df.pair_id.astype(str), v, ok) if k}
 
 def stats_from_reference(ref_stats: dict, ids, beta: float) -> dict:
@@ -358,10 +358,10 @@ class Trainer:
         self._in_score = True
         ids = [str(p) for p in pair_ids]
         parts = {k: [] for k in STAT_KEYS}
-        order = dpo.length_order(self._items(ids))      # similar lengths share a batch: less padding
         try:
             if self.reuse_reference_pass and all(p in self._ref_stats for p in ids) and adapter_is_zero(self.model):
                 return stats_from_reference(self._ref_stats, ids, self.cfg.beta)
+            order = dpo.length_order(self._items(ids))  # similar lengths share a batch: less padding
             self.model.eval()
             with torch.no_grad():
                 for i in range(0, len(ids), max(1, self.cfg.score_batch_size)):
