@@ -190,13 +190,15 @@ def compare_table(root, baseline: str = "uniform"):
                             final_acc=fin["accuracy"] if fin else float("nan"),
                             wall_s=tm.get("train_s", float("nan")) + tm.get("score_s", 0.0),
                             snr=float(snr["snr_selected"].mean()) if len(snr) else float("nan"),
+                            snr_pool=float(snr["snr_uniform"].mean()) if len(snr) else float("nan"),
+                            score_share=tm.get("score_s", 0.0)/tm["train_s"] if tm.get("train_s") else float("nan"),
                             correct=list(fin.get("correct") or []) if fin else [],
                             base_correct=list(bfin.get("correct") or []) if bfin else []))
     rows = []
     for arm in dict.fromkeys(p["arm"] for p in per_run):
         ps = [p for p in per_run if p["arm"] == arm]
         row = dict(arm=arm, seeds=len(ps))
-        for k in ("steps_to_target", "final_acc", "wall_s", "snr"):
+        for k in ("steps_to_target", "final_acc", "wall_s", "snr", "snr_pool", "score_share"):
             m, sd, n = _mean_std([p[k] for p in ps]); row[k] = m; row[k + "_std"] = sd; row[k + "_n"] = n
         a = [x for p in ps for x in p["correct"]]; b = [x for p in ps for x in p["base_correct"]]
         row["mcnemar_p"] = mcnemar(a, b) if arm != baseline and a and len(a) == len(b) else float("nan")
@@ -209,12 +211,13 @@ def markdown_table(df) -> str:
         if math.isnan(r[k]): return "never" if k == "steps_to_target" else "n/a"
         reached = f" ({r[k + '_n']}/{r['seeds']} seeds)" if k == "steps_to_target" and r[k + "_n"] < r["seeds"] else ""
         return f"{r[k]:{fmt}} ± {r[k + '_std']:{fmt}}{reached}"
-    lines = ["| selector | seeds | steps to uniform's final accuracy | final held-out accuracy | wall-clock s (train + scoring) | mean gradient SNR | McNemar p vs uniform |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| selector | seeds | steps to uniform's final accuracy | final held-out accuracy | wall-clock s (train + scoring) "
+             "| scoring / training | mean gradient SNR, batches trained | same probes, uniform draw from the pool | McNemar p vs uniform |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
         p = "–" if math.isnan(r["mcnemar_p"]) else f"{r['mcnemar_p']:.3g}"
         lines.append(f"| {r['arm']} | {r['seeds']} | {ms(r, 'steps_to_target', '.1f')} | {ms(r, 'final_acc', '.3f')} | "
-                     f"{ms(r, 'wall_s', '.0f')} | {ms(r, 'snr', '.2f')} | {p} |")
+                     f"{ms(r, 'wall_s', '.0f')} | {ms(r, 'score_share', '.0%')} | {ms(r, 'snr', '.2f')} | {ms(r, 'snr_pool', '.2f')} | {p} |")
     return "\n".join(lines)
 
 def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: str = "runs/compare",

@@ -1,5 +1,6 @@
 "The command line end to end on a tiny local model: run, resume, eval, report, compare, and clear errors for bad input."
 import json, math
+import numpy as np, pandas as pd
 import pytest
 from sage_nb.cli import main
 from sage_nb.models import tiny_model
@@ -41,6 +42,14 @@ def test_compare_writes_table_and_report(tiny_dir, tmp_path):
     main(["compare", "--model", str(tiny_dir), "--selectors", "sage,uniform", "--seeds", "2", "--root", str(root), *ARGS])
     md = (root/"comparison.md").read_text()
     for arm in ("sage", "uniform", "sft"): assert f"| {arm} | 2 |" in md
+    runs = pd.read_csv(root/"runs.csv").set_index(["arm", "seed"])
+    for d in ("sage-s0", "uniform-s0"):          # the table's SNR columns are the means of each run's probes
+        snr = pd.read_json(root/d/"snr.jsonl", lines=True); arm = d.split("-")[0]
+        assert np.isclose(runs.loc[(arm, 0), "snr"], snr.snr_selected.mean())
+        assert np.isclose(runs.loc[(arm, 0), "snr_pool"], snr.snr_uniform.mean())
+    t = json.loads((root/"sage-s0"/"summary.json").read_text())["time"]
+    assert runs.loc[("sage", 0), "score_share"] == pytest.approx(t["score_s"]/t["train_s"]) and t["score_s"] > 0
+    assert runs.loc[("uniform", 0), "score_share"] == 0
     assert (root/"report.html").exists()
     for d in ("sage-s0", "uniform-s1", "sft-s0"): assert (root/d/"summary.json").exists()
     sft = json.loads((root/"sft-s0"/"config.json").read_text())
