@@ -445,12 +445,10 @@ class Trainer:
     def per_pair_grads(self, ids) -> torch.Tensor:
         "(B, P) gradients of each pair's training loss over the trainable parameters (no .grad is touched)."
         rows = []
-        for mb in self._micro_batches(ids):
-            total = self._forward(mb)[0]
-            for i in range(len(mb)):
-                gs = torch.autograd.grad(total[i], self.params, retain_graph=i < len(mb) - 1, allow_unused=True)
-                rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
-                                       for g, p in zip(gs, self.params)]))
+        for p in ids:       # one pair per pass: a backward from one row of a batched loss costs a whole batch's backward
+            gs = torch.autograd.grad(self._forward([p])[0][0], self.params, allow_unused=True)
+            rows.append(torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).float()
+                                   for g, w in zip(gs, self.params)]))
         return torch.stack(rows)
 
     def _snr_probe(self, step, ids):
