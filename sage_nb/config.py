@@ -69,7 +69,7 @@ class Config:
     delta_rel: float = 1.0
     retire_after: int = 2           # R
     # --- probes, logs, checkpoints
-    snr_every: int = 10             # SAGE.md uses 5; on CPU one probe (2B per-pair gradients) costs ~6 training steps
+    snr_every: int = 10             # the method uses 5; on CPU one probe (2B single-pair passes) costs ~3 training steps
     eval_every: int = 0             # 0: evaluate only before and after training
     checkpoint_every: int = 10
     nan_patience: int = 3
