@@ -13,7 +13,7 @@ import torch
 from sage_nb.config import Config
 from sage_nb.models import load_policy
 from sage_nb.cli import get_pairs, with_reference
-from sage_nb.trainer import Trainer
+from sage_nb.trainer import Trainer, flat_grad
 
 
 def batched_rows(tr, ids):
@@ -21,7 +21,7 @@ def batched_rows(tr, ids):
     total, rows = tr._forward(ids)[0], []
     for i in range(len(ids)):
         gs = torch.autograd.grad(total[i], tr.params, retain_graph=i < len(ids) - 1, allow_unused=True)
-        rows.append(torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).float() for g, w in zip(gs, tr.params)]))
+        rows.append(flat_grad(gs, tr.params))
     return torch.stack(rows)
 
 

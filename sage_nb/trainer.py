@@ -18,9 +18,10 @@ except ImportError: _scoring = None
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['LOGS', 'STAT_KEYS', 'CKPT_FILES', 'gradient_snr', 'jsonable', 'read_jsonl', 'RunLog', 'seed_everything', 'rng_state',
-           'set_rng_state', 'disable_dropout', 'is_peft', 'save_adapter', 'load_adapter_weights', 'save_merged',
-           'pair_stats', 'adapter_is_zero', 'reference_stats', 'stats_from_reference', 'latest_checkpoint', 'Trainer']
+__all__ = ['LOGS', 'STAT_KEYS', 'CKPT_FILES', 'gradient_snr', 'flat_grad', 'jsonable', 'read_jsonl', 'RunLog', 'seed_everything',
+           'rng_state', 'set_rng_state', 'disable_dropout', 'is_peft', 'save_adapter', 'load_adapter_weights',
+           'save_merged', 'pair_stats', 'adapter_is_zero', 'reference_stats', 'stats_from_reference',
+           'latest_checkpoint', 'Trainer']
 
 # %% ../nbs/09_trainer.ipynb #d04aa538
 def gradient_snr(per_pair_grads) -> dict:
@@ -36,6 +37,10 @@ def gradient_snr(per_pair_grads) -> dict:
     noise = tr_sigma / B
     snr = (sq - noise) / noise
     return dict(snr=max(snr, 0.0), snr_unclipped=snr, raw=sq / noise)
+
+def flat_grad(grads, params) -> torch.Tensor:
+    "One row of the (B, P) matrix: `torch.autograd.grad`'s output (None for an unused parameter) flattened over `params`."
+    return torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).float() for g, w in zip(grads, params)])
 
 # %% ../nbs/09_trainer.ipynb #a57cb177
 LOGS = ("metrics", "pairs", "events", "snr", "eval")
@@ -446,9 +451,7 @@ class Trainer:
         "(B, P) gradients of each pair's training loss over the trainable parameters (no .grad is touched)."
         rows = []
         for p in ids:       # one pair per pass: a backward from one row of a batched loss costs a whole batch's backward
-            gs = torch.autograd.grad(self._forward([p])[0][0], self.params, allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).float()
-                                   for g, w in zip(gs, self.params)]))
+            rows.append(flat_grad(torch.autograd.grad(self._forward([p])[0][0], self.params, allow_unused=True), self.params))
         return torch.stack(rows)
 
     def _snr_probe(self, step, ids):

@@ -3,6 +3,7 @@ import json, math
 import numpy as np, pandas as pd
 import pytest
 from sage_nb.cli import main
+from sage_nb.trainer import read_jsonl
 from sage_nb.models import tiny_model
 
 ARGS = ["--n-train-problems", "6", "--n-eval-problems", "4", "--k", "2", "--max-new-tokens", "8", "--steps", "2",
@@ -44,7 +45,7 @@ def test_compare_writes_table_and_report(tiny_dir, tmp_path):
     for arm in ("sage", "uniform", "sft"): assert f"| {arm} | 2 |" in md
     runs = pd.read_csv(root/"runs.csv").set_index(["arm", "seed"])
     for d in ("sage-s0", "uniform-s0"):          # the table's SNR columns are the means of each run's probes
-        snr = pd.read_json(root/d/"snr.jsonl", lines=True); arm = d.split("-")[0]
+        snr = pd.DataFrame(read_jsonl(root/d/"snr.jsonl")); arm = d.split("-")[0]
         assert np.isclose(runs.loc[(arm, 0), "snr"], snr.snr_selected.mean())
         assert np.isclose(runs.loc[(arm, 0), "snr_pool"], snr.snr_uniform.mean())
     t = json.loads((root/"sage-s0"/"summary.json").read_text())["time"]
