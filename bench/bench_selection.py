@@ -100,7 +100,8 @@ def with_dpo_loop(model, tok, pairs, cfg):
 
 def from_runs(root) -> list[dict]:
     "Selection overhead measured by finished run folders under `root` (selectors that score pairs only)."
-    from sage_nb.diagnostics import find_runs, read_jsonl
+    from sage_nb.diagnostics import find_runs
+    from sage_nb.runlog import read_jsonl
     from sage_nb.selectors import SELECTORS
     out = []
     for d in find_runs(root):
@@ -109,7 +110,7 @@ def from_runs(root) -> list[dict]:
         cfg = json.loads((d/"config.json").read_text()); t = json.loads((d/"summary.json").read_text())["time"]
         sel = SELECTORS.get(cfg.get("selector"))
         if sel is None or not sel.scores or cfg.get("loss_type") == "sft": continue
-        ref = [e for e in read_jsonl(d/"events.jsonl")[0] if e.get("kind") == "refresh"]
+        ref = [e for e in read_jsonl(d/"events.jsonl") if e.get("kind") == "refresh"]
         out.append(dict(run=d.name, steps=cfg["steps"], train_s=t["train_s"], score_s=t["score_s"],
                         ratio=t["score_s"]/t["train_s"], scored=[e.get("scored", 0) for e in ref], at=[e["step"] for e in ref]))
     if not out: raise SystemExit(f"No finished run of a scoring selector under {root}")

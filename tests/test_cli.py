@@ -3,7 +3,7 @@ import json, math
 import numpy as np, pandas as pd
 import pytest
 from sage_nb.cli import main
-from sage_nb.trainer import read_jsonl
+from sage_nb.runlog import read_jsonl
 from sage_nb.models import tiny_model
 
 ARGS = ["--n-train-problems", "6", "--n-eval-problems", "4", "--k", "2", "--max-new-tokens", "8", "--steps", "2",
