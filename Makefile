@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha1sum | cut -c1-12)
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test test-slow bench report clean-venv
+.PHONY: setup run test test-slow bench bench-tiny clean-venv
 
 $(STAMP): settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,9 +28,12 @@ test: setup
 test-slow: setup
 	bash tools/test.sh --slow
 
+# Every benchmark, one after another, ending with one `GOAL name value target PASS|FAIL` line per goal.
 bench: setup
-	$(PY) bench/bench_dpo.py
-	$(PY) bench/bench_selection.py
+	$(PY) bench/run_all.py
+
+bench-tiny: setup
+	$(PY) bench/run_all.py --tiny
 
 clean-venv:
 	rm -rf $(VENV)
