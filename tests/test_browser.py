@@ -2,8 +2,10 @@
 import os, shutil
 from pathlib import Path
 import pytest
-from sage_nb.diagnostics import (fake_run, fake_pairs_table, write_report, load_run, training_figure, snr_figure,
-                                 margin_stability_figure, pool_dynamics_figure, compare_figure, find_runs)
+from sage_nb.runs import find_runs, load_run
+from sage_nb.figures import compare_figure, margin_stability_figure, pool_dynamics_figure, snr_figure, training_figure
+from sage_nb.report import write_report
+from sage_nb.synthetic import synthetic_run
 
 CHROMIUM = os.environ.get("SAGE_NB_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
@@ -42,8 +44,8 @@ def _drawn(fig):
     return sum(1 for t in fig.data if t.x is not None and len(t.x))
 
 def test_single_run_report_renders(browser, tmp_path):
-    run = fake_run(tmp_path/"run", steps=30, seed=0)
-    rep = write_report(run, prompts=fake_pairs_table())
+    run = synthetic_run(tmp_path/"run", steps=30, seed=0)
+    rep = write_report(run)          # hover text from the run's pair_table.parquet
     page, errors = _open(browser, rep)
     assert errors == []
     plots = _traces_per_plot(page)
@@ -69,13 +71,13 @@ def test_single_run_report_renders(browser, tmp_path):
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.wait_for_timeout(400)
     hover = plot.locator(".hoverlayer").text_content()
-    assert "What is" in hover and "p0" in hover and "stratum" in hover, hover
+    assert "What is" in hover and "pair0" in hover and "stratum" in hover, hover
     page.close()
 
 def test_multi_run_report_renders(browser, tmp_path):
     root = tmp_path/"compare"
     for sel in ("sage", "uniform", "margin_greedy"):
-        for seed in (0, 1): fake_run(root/sel/f"seed{seed}", steps=20, seed=seed, selector=sel)
+        for seed in (0, 1): synthetic_run(root/sel/f"seed{seed}", steps=20, seed=seed, selector=sel)
     rep = write_report(root)
     assert rep == root/"report.html"
     page, errors = _open(browser, rep)

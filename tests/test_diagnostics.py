@@ -1,20 +1,24 @@
-"Diagnostics from run folders: log loading, figure data models, the dashboard fed by callbacks, the HTML report."
+"Diagnostics from run folders: log loading, figure data models, the dashboard fed by callbacks, the HTML report, synthetic runs."
 import json, re, threading, time
 from pathlib import Path
 import pandas as pd
 import pytest
 from sage_nb.config import Config
-from sage_nb.diagnostics import (CLASS_COLORS, CONFIDENT, SCATTER_TRACES, Dashboard, check_notebook_outputs, fake_pairs_table,
-                                 fake_run, latest_pairs, load_run, margin_stability_figure, pool_dynamics_figure, replay,
-                                 snr_figure, training_figure, write_report)
+from sage_nb.runs import load_run, replay, run_summary
+from sage_nb.figures import (CLASS_COLORS, CONFIDENT, SCATTER_TRACES, latest_pairs, margin_stability_figure, pool_dynamics_figure,
+                             snr_figure, training_figure)
+from sage_nb.dashboard import Dashboard
+from sage_nb.report import check_notebook_outputs, write_report
+from sage_nb.synthetic import synthetic_run
+from sage_nb.scoring import CLASSES
 
 NBS = Path(__file__).resolve().parents[1]/"nbs"
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    return fake_run(tmp_path_factory.mktemp("runs")/"sage", steps=30, seed=3)
+    return synthetic_run(tmp_path_factory.mktemp("runs")/"sage", steps=30, seed=3)
 
-def test_fake_run_matches_the_log_schema(run_dir):
+def test_synthetic_run_matches_the_log_schema(run_dir):
     rows = lambda f: [json.loads(l) for l in (run_dir/f).read_text().splitlines()]
     assert all(set(r) == {"step", "pair_id", "stratum", "u", "s", "c", "energy", "z", "class", "std", "origin"} for r in rows("pairs.jsonl"))
     assert all(r["origin"] in ("score", "train") for r in rows("pairs.jsonl"))
@@ -22,10 +26,21 @@ def test_fake_run_matches_the_log_schema(run_dir):
     assert ref and all({"pool_by_stratum", "competence", "unlocked", "retired_total", "counts", "score_s", "scored"} <= set(e) for e in ref)
     assert all(isinstance(k, str) for e in ref for k in e["pool_by_stratum"])
     assert all(set(r) == {"step", "accuracy", "n_correct", "n", "by_level"} for r in rows("eval.jsonl"))
-    Config.from_json(run_dir/"config.json")
+    assert {"refresh", "unlock", "retire", "checkpoint"} <= {e["kind"] for e in rows("events.jsonl")}
+    assert {r["class"] for r in rows("pairs.jsonl")} - {None} <= set(CLASSES)
+    cfg = Config.from_json(run_dir/"config.json")
+    assert cfg.model == "simulated" and json.loads((run_dir/"summary.json").read_text())["simulated"] is True
+
+def test_load_run_reads_config_with_the_one_reader(run_dir, tmp_path):
+    r = load_run(run_dir)
+    assert isinstance(r["config"], Config) and r["config"] == Config.from_json(run_dir/"config.json")
+    d = synthetic_run(tmp_path/"r", steps=3)
+    cfg = json.loads((d/"config.json").read_text()); cfg["old_knob"] = 1
+    (d/"config.json").write_text(json.dumps(cfg))
+    with pytest.raises(TypeError, match="old_knob"): load_run(d)
 
 def test_load_run_tolerates_a_crash(tmp_path):
-    d = fake_run(tmp_path/"r", steps=8, truncate=True)
+    d = synthetic_run(tmp_path/"r", steps=8, truncate=True)
     with open(d/"events.jsonl", "a") as f: f.write('{"step": 8, "kind": "ref')
     r = load_run(d)
     assert sorted(r["truncated"]) == ["events.jsonl", "metrics.jsonl"] and len(r["metrics"]) == 8 and r["summary"] is None
@@ -42,7 +57,7 @@ def test_load_run_of_an_empty_run(tmp_path):
 
 def test_margin_figure_classes(run_dir):
     r = load_run(run_dir)
-    f = margin_stability_figure(r["pairs"], r["config"], prompts=fake_pairs_table())
+    f = margin_stability_figure(r["pairs"], r["config"], prompts=r["pair_table"])
     assert [t.name for t in f.data] == SCATTER_TRACES
     for t in f.data:
         assert t.marker.color == CLASS_COLORS["selected" if t.name == CONFIDENT else t.name]
@@ -51,7 +66,7 @@ def test_margin_figure_classes(run_dir):
     want = latest["class"].value_counts().to_dict()
     assert got["selected"] + got[CONFIDENT] == want.get("selected", 0)
     assert all(got[k] == want.get(k, 0) for k in ("eligible", "unstable", "trivial", "fill"))
-    u_conf = Config.from_json(run_dir/"config.json").u_conf
+    u_conf = r["config"].u_conf
     conf = latest[(latest["class"] == "selected") & (latest["u"] < -u_conf)]
     assert sorted(f.data[1].customdata) == sorted(conf["pair_id"])
     assert all("stratum" in h for t in f.data for h in t.hovertext)
@@ -80,9 +95,9 @@ def test_snr_trace_lengths(run_dir):
 
 def test_dashboard_replay_equals_static_figures(run_dir):
     r = load_run(run_dir)
-    d = Dashboard(r["config"], prompts=fake_pairs_table(), min_interval=3600)
+    d = Dashboard(r["config"], prompts=r["pair_table"], min_interval=3600)
     replay(r, d)
-    static = dict(margin=margin_stability_figure(r["pairs"], r["config"], fake_pairs_table()),
+    static = dict(margin=margin_stability_figure(r["pairs"], r["config"], r["pair_table"]),
                   pool=pool_dynamics_figure(r["events"], r["config"]), snr=snr_figure(r["snr"]),
                   training=training_figure(r["metrics"], r["eval"]))
     for k, f in static.items():
@@ -92,6 +107,15 @@ def test_dashboard_replay_equals_static_figures(run_dir):
         assert [list(t.y) for t in w.data] == [list(t.y) for t in f.data]
     assert d.draws == 2                     # first event, then the final flush of on_end
     assert "finished" in d.status.value
+
+def test_dashboard_status_of_a_skipped_step(tmp_path):
+    "A step skipped for a non-finite loss logs loss=None; the status line says so instead of failing to format it."
+    r = load_run(synthetic_run(tmp_path/"nan", steps=6, nan_steps=(6,)))
+    assert r["metrics"]["loss"].isna().tolist() == [False] * 5 + [True]
+    d = Dashboard(r["config"], min_interval=3600)
+    replay(r, d)
+    assert "<b>loss</b> skipped" in d.status.value and "finished" in d.status.value
+    assert run_summary(r)["nan skips"] == 1
 
 def test_dashboard_from_a_training_thread(run_dir):
     "Callbacks arrive on the trainer's thread while the main thread flushes: no exception, all rows kept."
@@ -122,8 +146,8 @@ def test_report_is_self_contained(run_dir, tmp_path):
 
 def test_report_of_several_runs(tmp_path):
     for sel in ("sage", "uniform"):
-        for seed in (0, 1, 2): fake_run(tmp_path/sel/f"s{seed}", steps=12, seed=seed, selector=sel)
-    fake_run(tmp_path/"crashed", steps=5, truncate=True)
+        for seed in (0, 1, 2): synthetic_run(tmp_path/sel/f"s{seed}", steps=12, seed=seed, selector=sel)
+    synthetic_run(tmp_path/"crashed", steps=5, truncate=True)
     p = write_report(tmp_path)
     s = p.read_text()
     assert p == tmp_path/"report.html" and s.count("Plotly.newPlot") == 1 + 4 * 7
