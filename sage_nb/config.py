@@ -4,76 +4,80 @@
 
 # %% ../nbs/00_config.ipynb #143b8ae7
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, hashlib, json
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['Config', 'pairs_per_interval', 'pool_size']
+__all__ = ['Config', 'pairs_per_interval', 'pool_size', 'content_hash']
 
 # %% ../nbs/00_config.ipynb #1b0add3c
+def _knob(default, help: str):
+    "A field with its one-line meaning, which `sage-nb run --help` prints next to the flag."
+    return field(default=default, metadata={"help": help})
+
 @dataclass
 class Config:
     "Every setting of a sage_nb run. Defaults size a CPU run of the embedded model."
     # --- model
-    model: str = "default"          # "default" (embedded SmolLM2-135M-Instruct), an HF id or a local folder
-    quantize: str = "auto"          # "auto" (NF4 on CUDA, full precision on CPU), "nf4" or "none"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    device: str = "auto"            # "auto", "cpu", "cuda", "cuda:1", ...
+    model: str = _knob("default", '"default" (embedded SmolLM2-135M-Instruct), an HF id or a local folder')
+    quantize: str = _knob("auto", '"auto" (NF4 on CUDA, full precision on CPU), "nf4" or "none"')
+    lora_r: int = _knob(16, "LoRA rank of the trained adapter")
+    lora_alpha: int = _knob(32, "LoRA scale numerator (updates are scaled by lora_alpha/lora_r)")
+    lora_dropout: float = _knob(0.0, "dropout on the LoRA branch")
+    device: str = _knob("auto", '"auto", "cpu", "cuda", "cuda:1", ...')
     # --- problems and pairs
-    problems: str = "default"       # "default" (reasoning-gym levels), or a GSM8K/MATH file or hub id
-    pairs: str = ""                 # a ready preference set (JSON/JSONL/Parquet or hub id); skips rollout
-    levels: tuple = (0, 1, 2)
-    n_train_problems: int = 48
-    n_eval_problems: int = 100
-    k: int = 4                      # sampled solutions per problem
-    temperature: float = 0.8
-    max_new_tokens: int = 64         # enough for the arithmetic levels; raise it for word problems
-    max_pairs_per_problem: int = 4
-    data_seed: int = 0              # problems and sampled pairs (fixed, so every selector and seed sees the same pairs)
-    max_length: int = 320           # prompt + response tokens of one sequence
-    max_prompt_length: int = 192
+    problems: str = _knob("default", '"default" (reasoning-gym levels), or a GSM8K/MATH file or hub id')
+    pairs: str = _knob("", "a ready preference set (JSON/JSONL/Parquet or hub id); skips rollout")
+    levels: tuple = _knob((0, 1, 2), "embedded difficulty levels the default problems come from (comma-separated)")
+    n_train_problems: int = _knob(48, "problems sampled on-policy to build training pairs")
+    n_eval_problems: int = _knob(100, "held-out problems for greedy accuracy (0: no evaluation)")
+    k: int = _knob(4, "sampled solutions per problem")
+    temperature: float = _knob(0.8, "sampling temperature of the on-policy solutions")
+    max_new_tokens: int = _knob(64, "generated tokens per solution: enough for the arithmetic levels; raise it for word problems")
+    max_pairs_per_problem: int = _knob(4, "at most this many preference pairs per problem")
+    data_seed: int = _knob(0, "problems and sampled pairs (fixed, so every selector and seed sees the same pairs)")
+    max_length: int = _knob(320, "prompt + response tokens of one sequence")
+    max_prompt_length: int = _knob(192, "prompt tokens kept (longer prompts are trimmed from the left)")
     # --- objective
-    beta: float = 0.1
-    loss_type: str = "sigmoid"      # sigmoid | ipo | robust
-    label_smoothing: float = 0.0
-    alpha_nll: float = 1.0          # weight of the chosen-response NLL term (RPO); 0 = plain DPO
+    beta: float = _knob(0.1, "DPO beta: how strongly the policy is held to the reference")
+    loss_type: str = _knob("sigmoid", "sigmoid | ipo | robust | sft (chosen NLL only)")
+    label_smoothing: float = _knob(0.0, "assumed share of flipped preference labels (conservative/robust DPO)")
+    alpha_nll: float = _knob(1.0, "weight of the chosen-response NLL term (RPO); 0 = plain DPO")
     # --- optimisation
-    steps: int = 30
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 5e-4
-    warmup_steps: int = 3
-    scheduler: str = "cosine"       # cosine | linear | constant
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    seed: int = 0
-    score_batch_size: int = 16      # pairs per no-grad scoring pass
-    # --- selection (SAGE.md defaults; thresholds in units of u = beta*h)
-    selector: str = "sage"
-    refresh_every: int = 10         # T
-    n_strata: int = 3               # K_d
-    competence_target: float = 0.6  # c*
-    plateau_gain: float = 0.02
-    plateau_refreshes: int = 2
-    w_new: float = 0.6
-    pool_factor: int = 2            # P = pool_factor * M, M = batch_size * refresh_every
-    eps0: float = 0.02
-    eps_flip: float = 0.1
-    u_band: float = 0.25
-    record_len: int = 3             # K, entries kept in a margin record
-    s_min: float = 0.05
-    u_conf: float = 1.0
-    delta_rel: float = 1.0
-    retire_after: int = 2           # R
+    steps: int = _knob(30, "optimiser steps")
+    batch_size: int = _knob(8, "pairs per optimiser step (B)")
+    grad_accum: int = _knob(1, "micro-batches one step's batch is split into")
+    lr: float = _knob(5e-4, "peak AdamW learning rate")
+    warmup_steps: int = _knob(3, "steps of linear learning-rate warm-up")
+    scheduler: str = _knob("cosine", "cosine | linear | constant")
+    max_grad_norm: float = _knob(1.0, "gradient norm clip")
+    weight_decay: float = _knob(0.0, "AdamW weight decay")
+    seed: int = _knob(0, "training seed (torch/numpy RNGs and the selector's batch draws)")
+    score_batch_size: int = _knob(16, "pairs per no-grad scoring pass")
+    # --- selection (the method's defaults; thresholds in units of u = beta*h)
+    selector: str = _knob("sage", "pair selector: sage, uniform, random, easy_to_hard, small_margin, margin_greedy, beta_dpo, ...")
+    refresh_every: int = _knob(10, "T: steps between two re-scorings of the pool")
+    n_strata: int = _knob(3, "K_d: difficulty strata of the curriculum")
+    competence_target: float = _knob(0.6, "c*: competence on the newest stratum that unlocks the next one")
+    plateau_gain: float = _knob(0.02, "competence gain below which a stratum counts as plateaued (unlocks the next)")
+    plateau_refreshes: int = _knob(2, "refreshes over which the plateau gain is measured")
+    w_new: float = _knob(0.6, "share of pool draws from the newest unlocked stratum")
+    pool_factor: int = _knob(2, "P = pool_factor * M, M = batch_size * refresh_every")
+    eps0: float = _knob(0.02, "|u| below this is noise, not a preference")
+    eps_flip: float = _knob(0.1, "|u| above this counts toward a sign flip in a margin record")
+    u_band: float = _knob(0.25, "a pair whose newest |u| stays below this is in the boundary band")
+    record_len: int = _knob(3, "K: entries kept in a margin record")
+    s_min: float = _knob(0.05, "a pair with signal s below this is trivial (already learnt)")
+    u_conf: float = _knob(1.0, "a selected pair with u < -u_conf is a confident error")
+    delta_rel: float = _knob(1.0, "damping delta relative to the pool median of the scaled gradient energy")
+    retire_after: int = _knob(2, "R: consecutive trivial refreshes after which a pair leaves the pool")
     # --- probes, logs, checkpoints
-    snr_every: int = 10             # the method uses 5; on CPU one probe (2B single-pair passes) costs ~3 training steps
-    eval_every: int = 0             # 0: evaluate only before and after training
-    checkpoint_every: int = 10
-    nan_patience: int = 3
-    out_dir: str = "runs/sage"
+    snr_every: int = _knob(10, "steps between gradient-SNR probes (the method uses 5; on CPU one probe costs ~3 training steps; 0: none)")
+    eval_every: int = _knob(0, "steps between held-out evaluations (0: only before and after training)")
+    checkpoint_every: int = _knob(10, "steps between checkpoints")
+    nan_patience: int = _knob(3, "non-finite losses in a row after which the run stops")
+    out_dir: str = _knob("runs/sage", "run folder (a taken one gets the next free suffix)")
 
     def replace(self, **kw):
         "A copy with `kw` changed; unknown names are an error, not a silent no-op."
@@ -111,3 +115,8 @@ def pairs_per_interval(cfg: Config) -> int:
 def pool_size(cfg: Config) -> int:
     "P = pool_factor * M: the candidate pool's size."
     return cfg.pool_factor * pairs_per_interval(cfg)
+
+# %% ../nbs/00_config.ipynb #8c3d5e72
+def content_hash(*parts, n: int | None = 12) -> str:
+    "First `n` hex digits (all of them for `n=None`) of the SHA-1 of `parts` joined by NUL."
+    return hashlib.sha1("\x00".join(map(str, parts)).encode()).hexdigest()[:n]

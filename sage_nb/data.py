@@ -4,9 +4,10 @@
 
 # %% ../nbs/02_data.ipynb #eb06baba
 from __future__ import annotations
-import hashlib, logging, math, re
+import logging, math, re
 from fractions import Fraction
 from pathlib import Path
+from .config import content_hash
 from .models import chat_prompt
 
 log = logging.getLogger(__name__)
@@ -114,14 +115,12 @@ LEVELS = {
 # %% ../nbs/02_data.ipynb #7e9483f3
 EVAL_SHARE = 0.4
 
-def _h(*parts) -> str: return hashlib.sha1("\x00".join(map(str, parts)).encode()).hexdigest()
-
 def problem_split(question: str) -> str:
     "'eval' or 'train': fixed by the question text, so the two splits are disjoint by construction."
-    return "eval" if int(_h("split", question.strip())[:8], 16) < EVAL_SHARE * 16**8 else "train"
+    return "eval" if int(content_hash("split", question.strip(), n=8), 16) < EVAL_SHARE * 16**8 else "train"
 
 def _seed_for(seed: int, level: int, split: str, chunk: int) -> int:
-    return int(_h(seed, level, split, chunk)[:8], 16)
+    return int(content_hash(seed, level, split, chunk, n=8), 16)
 
 def arithmetic_solution(expression: str, answer) -> str:
     "A gold worked solution for an arithmetic problem, in the model's own answer format."
@@ -133,7 +132,7 @@ def _to_problem(entry, level, source) -> dict:
     elif "expression" in md: sol = arithmetic_solution(md["expression"], a)
     else: sol = None
     if sol is not None and "####" not in sol: sol = f"{sol}\n#### {a}"
-    return dict(problem_id=f"L{level}-{_h(q)[:12]}", question=q, answer=a, level=int(level), solution=sol, source=source)
+    return dict(problem_id=f"L{level}-{content_hash(q)}", question=q, answer=a, level=int(level), solution=sol, source=source)
 
 def level_problems(level: int, n: int, seed: int = 0, split: str = "train", max_chunks: int = 20) -> list[dict]:
     "`n` distinct problems of one embedded `level` from the `split` share of its question space."
@@ -201,7 +200,7 @@ def load_gsm8k(path_or_id: str = "openai/gsm8k:main", split: str = "train", n: i
     for r in ds.select(range(min(n, len(ds)))) if n else ds:
         sol = re.sub(r"<<[^<>]*>>", "", r["answer"]).strip()    # calculator annotations
         q = r["question"].strip()
-        out.append(dict(problem_id=str(r.get("problem_id") or f"gsm-{_h(q)[:12]}"), question=q,
+        out.append(dict(problem_id=str(r.get("problem_id") or f"gsm-{content_hash(q)}"), question=q,
                         answer=gsm8k_answer(r["answer"]), level=math_level(r["level"]) if r.get("level") is not None else level, solution=sol,
                         source="gsm8k"))
     return out
@@ -220,7 +219,7 @@ def load_math(path_or_id: str = "EleutherAI/hendrycks_math:algebra", split: str 
         ans = last_boxed(r["solution"])
         if ans is None: raise ValueError(f"MATH row {i}: solution has no \\boxed{{...}} answer: {r['solution'][-80:]!r}")
         q = r["problem"].strip()
-        out.append(dict(problem_id=f"math-{_h(q)[:12]}", question=q, answer=ans, level=math_level(r.get("level")),
+        out.append(dict(problem_id=f"math-{content_hash(q)}", question=q, answer=ans, level=math_level(r.get("level")),
                         solution=r["solution"].strip(), source="math"))
     return out
 
@@ -248,7 +247,7 @@ PAIR_SOURCES = ("on_policy", "gold", "file")
 
 def make_pair_id(prompt: str, chosen: str, rejected: str) -> str:
     "Stable 16-hex-digit id of a pair."
-    return _h(prompt, chosen, rejected)[:16]
+    return content_hash(prompt, chosen, rejected, n=16)
 
 def make_pair(prompt, chosen, rejected, problem_id="", difficulty=-1, pass_rate=float("nan"), source="on_policy",
               question="", gold="") -> dict:
@@ -339,7 +338,7 @@ def load_preferences(path_or_id: str, tokenizer, split: str = "train", max_lengt
         elif isinstance(diff, float) and diff.is_integer(): diff = int(diff)   # an int column with gaps reads as float
         gold = r.get("gold", r.get("answer"))
         if gold is None: gold = (extract_answer(chosen) or "") if isinstance(chosen, str) else ""
-        pid = r.get("problem_id") if isinstance(r.get("problem_id"), str) and r.get("problem_id") else (f"file-{_h(question)[:12]}" if isinstance(question, str) else "")
+        pid = r.get("problem_id") if isinstance(r.get("problem_id"), str) and r.get("problem_id") else (f"file-{content_hash(question)}" if isinstance(question, str) else "")
         ok_strings = all(isinstance(x, str) for x in (prompt, chosen, rejected))
         rows.append(dict(pair_id=r.get("pair_id") or (make_pair_id(prompt, chosen, rejected) if ok_strings else ""),
                          problem_id=str(pid), prompt=prompt, chosen=chosen, rejected=rejected, difficulty=diff,

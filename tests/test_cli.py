@@ -71,10 +71,45 @@ def test_bad_input_is_one_clear_line(argv, needle, capsys):
 
 def test_a_local_problem_file_splits_into_disjoint_train_and_eval(tmp_path):
     from sage_nb.config import Config
-    from sage_nb.cli import get_problems
+    from sage_nb.pipeline import get_problems
     f = tmp_path/"gsm.jsonl"
     f.write_text("".join(json.dumps({"question": f"What is {i}+{i+1}?", "answer": f"#### {2*i+1}"}) + "\n" for i in range(40)))
     c = Config(problems=str(f), n_train_problems=100, n_eval_problems=100)
     tr, ev = get_problems(c, "train"), get_problems(c, "eval")
     assert tr and ev and len(tr) + len(ev) == 40
     assert not {p["question"] for p in tr} & {p["question"] for p in ev}
+
+
+def test_a_bad_config_file_is_a_usage_error(tmp_path, capsys):
+    for bad, needle in (({"betta": 0.2}, "betta"), ({"levels": 5}, "not iterable")):
+        f = tmp_path/"c.json"; f.write_text(json.dumps(bad))
+        with pytest.raises(SystemExit) as e: main(["run", "--config", str(f)])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert needle in err and "c.json" in err and "Traceback" not in err
+
+def test_a_value_error_from_the_job_is_a_usage_error(monkeypatch, capsys):
+    import sage_nb.cli as cli
+    def reject(cfg, resume=None): raise ValueError(f"Unknown selector {cfg.selector!r}")
+    monkeypatch.setattr(cli, "run", reject)
+    with pytest.raises(SystemExit) as e: main(["run", "--selector", "nosuch"])
+    assert e.value.code == 2 and "'nosuch'" in capsys.readouterr().err
+
+def test_a_type_error_from_the_code_keeps_its_traceback(monkeypatch):
+    import sage_nb.cli as cli
+    def bug(cfg, resume=None): return cfg.steps + "1"
+    monkeypatch.setattr(cli, "run", bug)
+    with pytest.raises(TypeError): main(["run", "--steps", "2"])
+
+def test_every_config_flag_says_what_it_means(capsys):
+    import dataclasses
+    from sage_nb.config import Config
+    from sage_nb.cli import build_parser
+    run_parser = build_parser()._subparsers._group_actions[0].choices["run"]
+    helps = {a.dest: a.help for a in run_parser._actions}
+    for f in dataclasses.fields(Config):
+        meaning, _, default = helps[f.name].partition(" (default: ")
+        assert meaning.strip() and default.endswith(")"), f"--{f.name}: {helps[f.name]!r}"
+    with pytest.raises(SystemExit) as e: main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--refresh-every" in out and "re-scorings of the pool" in out
