@@ -172,6 +172,7 @@ class Skipped(int):
     "How many rows `on_bad='skip'` dropped (an `int`), with `reasons`: one message per dropped row."
     def __new__(cls, reasons=()):
         o = super().__new__(cls, len(reasons)); o.reasons = list(reasons); return o
+    def __reduce__(self): return Skipped, (self.reasons,)
     def summary(self) -> str:
         "How many rows were dropped for each reason."
         from collections import Counter
@@ -259,10 +260,13 @@ def load_rows(path_or_id: str, split: str = "train"):
         if kind is None: raise DataError(f"Cannot read {p}: expected one of {sorted(_FILE_KIND)}")
         return datasets.load_dataset(kind, data_files=str(p), split="train")
     if p.is_dir():
-        if (p/"dataset_info.json").exists() or (p/"state.json").exists():
-            d = datasets.load_from_disk(str(p))
-            return d[split] if isinstance(d, datasets.DatasetDict) else d
-        return datasets.load_dataset(str(p), split=split)
+        try:
+            if (p/"dataset_info.json").exists() or (p/"state.json").exists():
+                d = datasets.load_from_disk(str(p))
+                return d[split] if isinstance(d, datasets.DatasetDict) else d
+            return datasets.load_dataset(str(p), split=split)
+        except Exception as e:
+            raise DataError(f"{p}: a folder, but not a dataset that loads (split {split!r}): {type(e).__name__}: {str(e)[:200]}") from None
     if str(path_or_id).startswith((".", "/", "~")) or p.suffix.lower() in _FILE_KIND:
         raise DataFileNotFound(f"Data file not found: {p}")
     name, _, config = str(path_or_id).partition(":")
