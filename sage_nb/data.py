@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_data.ipynb #eb06baba
 from __future__ import annotations
-import logging, math, re
+import codecs, json, logging, math, re
 from fractions import Fraction
 from pathlib import Path
 from .config import content_hash
@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'INSTRUCTION', 'LEVELS', 'EVAL_SHARE', 'PAIR_COLUMNS', 'PAIR_SOURCES', 'last_boxed', 'extract_answer',
            'to_number', 'answers_equal', 'check_answer', 'format_prompt', 'problem_split', 'arithmetic_solution',
-           'level_problems', 'make_problems', 'load_rows', 'gsm8k_answer', 'load_gsm8k', 'math_level', 'load_math',
-           'load_problems', 'make_pair_id', 'make_pair', 'pairs_dataset', 'validate_pairs', 'load_preferences']
+           'level_problems', 'make_problems', 'DataError', 'DataFileNotFound', 'Skipped', 'load_rows', 'read_records',
+           'gsm8k_answer', 'math_level', 'load_gsm8k', 'load_math', 'load_problems', 'make_pair_id', 'make_pair',
+           'pairs_dataset', 'validate_pairs', 'load_preferences']
 
 # %% ../nbs/02_data.ipynb #60eb1fef
 _NUM = r"[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?/\s?\d+)?%?"
@@ -160,7 +161,94 @@ def make_problems(n: int, levels=(0, 1, 2), seed: int = 0, split: str = "train")
     return [p for lv, k in zip(levels, per) if k for p in level_problems(lv, k, seed=seed, split=split)]
 
 # %% ../nbs/02_data.ipynb #fdc5622d
+class DataError(ValueError):
+    "A bad data file or row; the message names the file, the line (JSON Lines) or row (other formats) and the field."
+
+class DataFileNotFound(DataError, FileNotFoundError):
+    "A data path that does not exist."
+
+class Skipped(int):
+    "How many rows `on_bad='skip'` dropped (an `int`), with `reasons`: one message per dropped row."
+    def __new__(cls, reasons=()):
+        o = super().__new__(cls, len(reasons)); o.reasons = list(reasons); return o
+    def __reduce__(self): return Skipped, (self.reasons,)
+    def summary(self) -> str:
+        "How many rows were dropped for each reason."
+        from collections import Counter
+        return "; ".join(f"{k} x {why}" for why, k in Counter(m.split(": ", 1)[-1] for m in self.reasons).most_common())
+
+class _Bad(Exception): "Why one raw row cannot be used (located and reported by `_convert`)."
+
+_ON_BAD = ("error", "raise", "skip")       # "raise" is the older name of "error"
+
+def _convert(name, recs, convert, on_bad="error"):
+    "`convert(row, where)` for each raw row -> (outputs, `Skipped`); a bad row raises one `DataError` unless `on_bad='skip'`."
+    if on_bad not in _ON_BAD: raise ValueError(f"on_bad must be 'error' or 'skip', not {on_bad!r}")
+    out, why = [], []
+    for where, r in recs:
+        try:
+            if not isinstance(r, dict): raise _Bad(r)
+            out.append(convert(r, where))
+        except _Bad as e:
+            if on_bad != "skip": raise DataError(f"{name} {where}: {e}") from None
+            why.append(f"{name} {where}: {e}")
+    sk = Skipped(why)
+    if why and not out: raise DataError(f"{name}: all {len(why)} rows are bad, none left; first: {why[0]}")
+    if why: log.warning("%s: skipped %d of %d rows (%s); first: %s", name, sk, len(recs), sk.summary(), why[0])
+    return out, sk
+
+# %% ../nbs/02_data.ipynb #a51d0e04
 _FILE_KIND = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+def _not_object(v) -> str:
+    t = {list: "array", str: "string", bool: "true/false", type(None): "null"}.get(type(v), "number")
+    return f"is a JSON {t}, not an object {{...}}"
+
+def _jsonl_rows(raw: bytes) -> list:
+    "`('line n', row)` per non-blank line; `row` is the object, or a string saying why the line is unusable."
+    out = []
+    for i, b in enumerate(raw.removeprefix(codecs.BOM_UTF8).split(b"\n"), 1):
+        try: s = b.decode("utf-8")
+        except UnicodeDecodeError as e:
+            out.append((f"line {i}", f"is not valid UTF-8 (byte 0x{b[e.start]:02x} at column {e.start + 1}); save the file as UTF-8")); continue
+        if not s.strip(): continue
+        try: r = json.loads(s)
+        except json.JSONDecodeError as e: r = f"is not valid JSON ({e.msg}: column {e.colno})"
+        else: r = r if isinstance(r, dict) else _not_object(r)
+        out.append((f"line {i}", r))
+    return out
+
+def _utf8(raw: bytes, name: str) -> str:
+    raw = raw.removeprefix(codecs.BOM_UTF8)
+    try: return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        i, nl = e.start, b"\n"
+        raise DataError(f"{name} line {raw[:i].count(nl) + 1}: not valid UTF-8 (byte 0x{raw[i]:02x} at column "
+                        f"{i - raw.rfind(nl, 0, i)}); save the file as UTF-8") from None
+
+def _json_rows(raw: bytes, name: str) -> list:
+    "A JSON array of objects ('row i'), one object, or (as `datasets` allows) JSON Lines in a `.json` file."
+    s = _utf8(raw, name); t = s.lstrip()
+    if not t.startswith(("[", "{")): return _jsonl_rows(raw)
+    try: v = json.loads(s)
+    except json.JSONDecodeError as e:
+        if t.startswith("{"): return _jsonl_rows(raw)
+        raise DataError(f"{name} line {e.lineno}: not valid JSON ({e.msg}: column {e.colno})") from None
+    return [(f"row {i}", r if isinstance(r, dict) else _not_object(r)) for i, r in enumerate(v if isinstance(v, list) else [v])]
+
+def _csv_rows(raw: bytes, name: str) -> list:
+    import io, pandas as pd
+    try: df = pd.read_csv(io.StringIO(_utf8(raw, name)), dtype=str, keep_default_na=False)   # cells stay text, as written
+    except pd.errors.EmptyDataError: return []
+    except pd.errors.ParserError as e: raise DataError(f"{name}: not valid CSV ({str(e).strip()})") from None
+    return [(f"row {i}", r) for i, r in enumerate(df.to_dict("records"))]
+
+def _parquet_rows(p: Path, name: str) -> list:
+    import pyarrow.parquet as pq
+    try: t = pq.read_table(p)
+    except Exception as e: raise DataError(f"{name}: not a readable Parquet file ({type(e).__name__}: {str(e)[:200]})") from None
+    t = t.select([c for c in t.column_names if not c.startswith("__index_level_")])
+    return [(f"row {i}", r) for i, r in enumerate(t.to_pylist())]
 
 def load_rows(path_or_id: str, split: str = "train"):
     "A `datasets.Dataset` from a local file/folder or a hub id (`'name:config'`)."
@@ -168,74 +256,128 @@ def load_rows(path_or_id: str, split: str = "train"):
     p = Path(str(path_or_id)).expanduser()
     if p.is_file():
         kind = _FILE_KIND.get(p.suffix.lower())
-        if kind is None: raise ValueError(f"Cannot read {p}: expected one of {sorted(_FILE_KIND)}")
+        if kind is None: raise DataError(f"Cannot read {p}: expected one of {sorted(_FILE_KIND)}")
         return datasets.load_dataset(kind, data_files=str(p), split="train")
     if p.is_dir():
-        if (p/"dataset_info.json").exists() or (p/"state.json").exists():
-            d = datasets.load_from_disk(str(p))
-            return d[split] if isinstance(d, datasets.DatasetDict) else d
-        return datasets.load_dataset(str(p), split=split)
+        try:
+            if (p/"dataset_info.json").exists() or (p/"state.json").exists():
+                d = datasets.load_from_disk(str(p))
+                return d[split] if isinstance(d, datasets.DatasetDict) else d
+            return datasets.load_dataset(str(p), split=split)
+        except Exception as e:
+            raise DataError(f"{p}: a folder, but not a dataset that loads (split {split!r}): {type(e).__name__}: {str(e)[:200]}") from None
     if str(path_or_id).startswith((".", "/", "~")) or p.suffix.lower() in _FILE_KIND:
-        raise FileNotFoundError(f"Data file not found: {p}")
+        raise DataFileNotFound(f"Data file not found: {p}")
     name, _, config = str(path_or_id).partition(":")
     try: return datasets.load_dataset(name, config or None, split=split)
     except Exception as e:
-        raise OSError(f"Could not load {path_or_id!r} from the hub (offline, or not a dataset id?). "
-                      f"Pass a local JSON/JSONL/Parquet file. Cause: {type(e).__name__}: {str(e)[:200]}") from None
+        raise DataError(f"Could not load {path_or_id!r}: no such local file or folder, and not a hub dataset that loads "
+                        f"here (offline, or not a dataset id?). Pass a local JSON/JSONL/Parquet/CSV file. "
+                        f"Cause: {type(e).__name__}: {str(e)[:200]}") from None
 
-def _need(ds, cols, what):
-    miss = [c for c in cols if c not in ds.column_names]
-    if miss: raise ValueError(f"{what} needs column(s) {miss}; found {ds.column_names}")
+def read_records(src, split: str = "train") -> tuple[str, list]:
+    "Raw rows of a file, folder, hub id or `Dataset` -> `(name, [(where, row)])`, `where` like 'line 3' or 'row 2'."
+    if hasattr(src, "column_names"): return "the dataset", [(f"row {i}", r) for i, r in enumerate(src)]
+    name, p = str(src), Path(str(src)).expanduser()
+    if not p.is_file(): return name, [(f"row {i}", r) for i, r in enumerate(load_rows(src, split))]
+    suf = p.suffix.lower()
+    if suf not in _FILE_KIND: raise DataError(f"Cannot read {name}: expected one of {sorted(_FILE_KIND)}")
+    if p.stat().st_size == 0: raise DataError(f"{name}: the file is empty (no rows)")
+    if suf == ".parquet": return name, _parquet_rows(p, name)
+    raw = p.read_bytes()
+    return name, _jsonl_rows(raw) if suf == ".jsonl" else _json_rows(raw, name) if suf == ".json" else _csv_rows(raw, name)
 
+# %% ../nbs/02_data.ipynb #a51d0e07
+_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+def _missing(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v))
+
+def _text(r: dict, k: str, need: str = "", chat: bool = True) -> str:
+    "The text of raw field `k` (a string, or with `chat` the last of a list of chat messages), else `_Bad` saying what is wrong."
+    if k not in r: raise _Bad(f"field {k!r} is missing{need}")
+    v = r[k]
+    if _missing(v): raise _Bad(f"field {k!r} is empty (null)")
+    if isinstance(v, list) and chat:
+        if not v or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in v):
+            raise _Bad(f"field {k!r} is a list but not of chat messages like {{'role': 'user', 'content': '...'}}")
+        texts = [m["content"] for m in v]
+    elif isinstance(v, str): texts = [v]
+    else: raise _Bad(f"field {k!r} must be text, got {type(v).__name__} {v!r:.40}")
+    if not texts[-1].strip(): raise _Bad(f"field {k!r} is empty" + (" (only whitespace)" if texts[-1] else ""))
+    for t in texts:
+        if m := _CTRL.search(t):
+            raise _Bad(f"field {k!r} contains the control character {m.group()!r} at position {m.start()} "
+                       "(only tab, newline and carriage return are allowed)")
+    return texts[-1]
+
+_KINDS = {"preference": ("prompt", "chosen", "rejected"), "GSM8K-style problem": ("question", "answer"),
+          "MATH-style problem": ("problem", "solution")}
+
+def _check_fields(name: str, recs: list, kind: str):
+    "File-level checks: there are rows, and some row has each field a `kind` file needs (else say what the file looks like)."
+    if not recs: raise DataError(f"{name}: the file is empty (no rows)")
+    keys = set().union(*(r for _, r in recs if isinstance(r, dict)))
+    miss = [k for k in _KINDS[kind] if k not in keys]
+    if not miss or not keys: return
+    looks = [k for k, f in _KINDS.items() if k != kind and set(f) <= keys]
+    hint = "" if not looks else (f"; it looks like a {looks[0]} file: load it as " +
+                                 ("pairs (load_preferences, --pairs)" if looks[0] == "preference" else "problems (load_problems, --problems)"))
+    raise DataError(f"{name}: no row has field(s) {miss}; a {kind} file needs {', '.join(_KINDS[kind])} "
+                    f"(found {sorted(keys)}){hint}")
+
+# %% ../nbs/02_data.ipynb #a51d0e10
 def gsm8k_answer(answer_text: str) -> str:
     "Gold final answer of a GSM8K answer text (`... #### 1,234` -> '1234')."
     if "####" not in answer_text: raise ValueError(f"GSM8K answer has no '#### n' line: {answer_text[-80:]!r}")
     return answer_text.rsplit("####", 1)[1].strip().replace(",", "")
-
-def load_gsm8k(path_or_id: str = "openai/gsm8k:main", split: str = "train", n: int | None = None, level: int = -1) -> list[dict]:
-    "GSM8K-style rows (`question`, `answer` ending in `#### n`) as problems; the answer text is the worked solution."
-    ds = path_or_id if hasattr(path_or_id, "column_names") else load_rows(path_or_id, split)
-    _need(ds, ["question", "answer"], "A GSM8K-style set")
-    out = []
-    for r in ds.select(range(min(n, len(ds)))) if n else ds:
-        sol = re.sub(r"<<[^<>]*>>", "", r["answer"]).strip()    # calculator annotations
-        q = r["question"].strip()
-        out.append(dict(problem_id=str(r.get("problem_id") or f"gsm-{content_hash(q)}"), question=q,
-                        answer=gsm8k_answer(r["answer"]), level=math_level(r["level"]) if r.get("level") is not None else level, solution=sol,
-                        source="gsm8k"))
-    return out
 
 def math_level(v) -> int:
     "'Level 3' -> 3; anything unreadable ('Level ?') -> -1."
     m = re.search(r"\d+", str(v)) if v is not None else None
     return int(m.group(0)) if m else -1
 
-def load_math(path_or_id: str = "EleutherAI/hendrycks_math:algebra", split: str = "train", n: int | None = None) -> list[dict]:
+def _gsm_problem(r: dict, level: int = -1) -> dict:
+    q, a = _text(r, "question", chat=False).strip(), _text(r, "answer", chat=False)
+    if "####" not in a: raise _Bad(f"field 'answer' has no '#### n' final-answer line: {a[-60:]!r}")
+    if not gsm8k_answer(a): raise _Bad("field 'answer' has nothing after '####'")
+    return dict(problem_id=str(r.get("problem_id") or f"gsm-{content_hash(q)}"), question=q, answer=gsm8k_answer(a),
+                level=math_level(r["level"]) if r.get("level") is not None else level,
+                solution=re.sub(r"<<[^<>]*>>", "", a).strip(), source="gsm8k")    # drop calculator annotations
+
+def _math_problem(r: dict) -> dict:
+    q, s = _text(r, "problem", chat=False).strip(), _text(r, "solution", chat=False)
+    ans = last_boxed(s)
+    if not ans: raise _Bad(f"field 'solution' has no (or an empty) \\boxed{{...}} answer: {s[-60:]!r}")
+    return dict(problem_id=f"math-{content_hash(q)}", question=q, answer=ans, level=math_level(r.get("level")),
+                solution=s.strip(), source="math")
+
+def load_gsm8k(path_or_id: str = "openai/gsm8k:main", split: str = "train", n: int | None = None, level: int = -1,
+               on_bad: str = "error") -> list[dict]:
+    "GSM8K-style rows (`question`, `answer` ending in `#### n`) as problems; the answer text is the worked solution."
+    name, recs = read_records(path_or_id, split); _check_fields(name, recs, "GSM8K-style problem")
+    return _convert(name, recs[:n] if n else recs, lambda r, w: _gsm_problem(r, level), on_bad)[0]
+
+def load_math(path_or_id: str = "EleutherAI/hendrycks_math:algebra", split: str = "train", n: int | None = None,
+              on_bad: str = "error") -> list[dict]:
     "MATH-style rows (`problem`, `solution` with `\\boxed{...}`, `level` like 'Level 3') as problems."
-    ds = path_or_id if hasattr(path_or_id, "column_names") else load_rows(path_or_id, split)
-    _need(ds, ["problem", "solution"], "A MATH-style set")
-    out = []
-    for i, r in enumerate(ds.select(range(min(n, len(ds)))) if n else ds):
-        ans = last_boxed(r["solution"])
-        if ans is None: raise ValueError(f"MATH row {i}: solution has no \\boxed{{...}} answer: {r['solution'][-80:]!r}")
-        q = r["problem"].strip()
-        out.append(dict(problem_id=f"math-{content_hash(q)}", question=q, answer=ans, level=math_level(r.get("level")),
-                        solution=r["solution"].strip(), source="math"))
-    return out
+    name, recs = read_records(path_or_id, split); _check_fields(name, recs, "MATH-style problem")
+    return _convert(name, recs[:n] if n else recs, lambda r, w: _math_problem(r), on_bad)[0]
 
 # %% ../nbs/02_data.ipynb #32cf3a8a
-def load_problems(source: str = "default", n: int | None = 64, levels=(0, 1, 2), seed: int = 0, split: str = "train") -> list[dict]:
+def load_problems(source: str = "default", n: int | None = 64, levels=(0, 1, 2), seed: int = 0, split: str = "train",
+                  on_bad: str = "error") -> list[dict]:
     "Problems from the embedded levels (`'default'`) or a GSM8K/MATH-style file or hub id."
     import random
     if source in (None, "", "default"): return make_problems(n if n is not None else 64, levels, seed, split)
     if split not in ("train", "eval"): raise ValueError(f"split must be 'train' or 'eval', not {split!r}")
     local = Path(str(source)).expanduser().exists()
-    ds = load_rows(source, "train" if local or split == "train" else "test")
-    cols = set(ds.column_names)
-    if {"question", "answer"} <= cols: probs = load_gsm8k(ds)
-    elif {"problem", "solution"} <= cols: probs = load_math(ds)
-    else: raise ValueError(f"{source}: columns {sorted(cols)} are neither GSM8K-style (question, answer) "
-                           "nor MATH-style (problem, solution)")
+    name, recs = read_records(source, "train" if local or split == "train" else "test")
+    keys = set().union(*(r for _, r in recs if isinstance(r, dict)))
+    if keys and not keys & {"question", "problem"} and not set(_KINDS["preference"]) <= keys:
+        raise DataError(f"{name}: fields {sorted(keys)} are neither GSM8K-style (question, answer) nor MATH-style (problem, solution)")
+    kind = "MATH-style problem" if "problem" in keys and "question" not in keys else "GSM8K-style problem"
+    _check_fields(name, recs, kind)
+    probs = _convert(name, recs, (lambda r, w: _math_problem(r)) if kind[0] == "M" else (lambda r, w: _gsm_problem(r)), on_bad)[0]
     if local: probs = [p for p in probs if problem_split(p["question"]) == split]
     random.Random(seed).shuffle(probs)
     return probs[:n] if n else probs
@@ -264,6 +406,14 @@ def pairs_dataset(rows: list[dict]):
     return datasets.Dataset.from_dict({k: [r[k] for r in rows] for k in PAIR_COLUMNS}, features=feats)
 
 # %% ../nbs/02_data.ipynb #02618127
+def _parsable(g: str) -> bool:
+    "Can the checker read gold answer `g`? An exact number, or LaTeX `math_verify` parses."
+    if to_number(g) is not None: return True
+    try:
+        from math_verify import parse
+        return len(parse(f"${g}$")) >= 2      # [sympy object, text]; text alone means it did not parse
+    except Exception: return False
+
 def _row_problem(r, i):
     for k, t in PAIR_COLUMNS.items():
         v = r.get(k)
@@ -277,21 +427,16 @@ def _row_problem(r, i):
     if r["source"] not in PAIR_SOURCES: return "source", f"must be one of {PAIR_SOURCES}, got {r['source']!r}"
     if r["chosen"] == r["rejected"]: return "chosen", "is identical to rejected"
     g = r["gold"].strip()
-    if g and to_number(g) is None:
-        try:
-            from math_verify import parse
-            ok = len(parse(f"${g}$")) >= 2      # [sympy object, text]; text alone means it did not parse
-        except Exception: ok = False
-        if not ok: return "gold", f"is not a parsable answer: {g!r}"
+    if g and not _parsable(g): return "gold", f"is not a parsable answer: {g!r}"
     return None
 
-def validate_pairs(rows, tokenizer=None, max_length: int | None = None, on_bad: str = "raise"):
-    "Check pair rows (list of dicts or Dataset) against the schema -> (valid Dataset, number skipped)."
-    if on_bad not in ("raise", "skip"): raise ValueError(f"on_bad must be 'raise' or 'skip', not {on_bad!r}")
+def validate_pairs(rows, tokenizer=None, max_length: int | None = None, on_bad: str = "error"):
+    "Check pair rows (list of dicts or Dataset) against the schema -> (valid Dataset, `Skipped` count)."
+    if on_bad not in _ON_BAD: raise ValueError(f"on_bad must be 'error' or 'skip', not {on_bad!r}")
     if max_length is not None and tokenizer is None: raise ValueError("max_length needs a tokenizer to count tokens")
     cols = rows.column_names if hasattr(rows, "column_names") else sorted(set().union(*[r.keys() for r in rows])) if len(rows) else list(PAIR_COLUMNS)
     miss = [c for c in PAIR_COLUMNS if c not in cols]
-    if miss: raise ValueError(f"Pair set is missing column(s) {miss}; the schema is {list(PAIR_COLUMNS)}")
+    if miss: raise DataError(f"Pair set is missing column(s) {miss}; the schema is {list(PAIR_COLUMNS)}")
     good, seen, bad = [], set(), []
     for i, r in enumerate(rows):
         r = {k: r.get(k) for k in PAIR_COLUMNS}
@@ -303,17 +448,72 @@ def validate_pairs(rows, tokenizer=None, max_length: int | None = None, on_bad: 
             if n > max_length: prob = ("prompt", f"prompt + longer response is {n} tokens > max_length={max_length}")
         if prob is not None:
             msg = f"Pair row {i} (pair_id={r.get('pair_id')!r}): field {prob[0]!r} {prob[1]}"
-            if on_bad == "raise": raise ValueError(msg)
+            if on_bad != "skip": raise DataError(msg)
             bad.append(msg); continue
         seen.add(r["pair_id"]); good.append(r)
     if bad: log.warning("validate_pairs skipped %d of %d rows; first: %s", len(bad), len(bad) + len(good), bad[0])
-    return pairs_dataset(good), len(bad)
+    return pairs_dataset(good), Skipped(bad)
 
 # %% ../nbs/02_data.ipynb #d784bd89
 def _is_formatted(tokenizer, prompt: str) -> bool:
     probe = chat_prompt(tokenizer, "\x00")
     head = probe.split("\x00")[0][:12]
     return bool(head.strip()) and prompt.lstrip().startswith(head.strip()[:8])
+
+def _opt(r: dict, *keys):
+    "(key, value) of the first of `keys` present with a value (not null/NaN/''), else (keys[0], None)."
+    for k in keys:
+        if not _missing(r.get(k)) and r.get(k) != "": return k, r[k]
+    return keys[0], None
+
+def _whole(k, v) -> int:
+    if v is None: return -1
+    if isinstance(v, str): return math_level(v)
+    if isinstance(v, float) and v.is_integer(): return int(v)        # an int column with gaps reads as float
+    if isinstance(v, bool) or not isinstance(v, int): raise _Bad(f"field {k!r} must be a whole number or like 'Level 3', got {type(v).__name__} {v!r:.40}")
+    return v
+
+def _rate(v) -> float:
+    try: x = float("nan") if v is None else float(v) if not isinstance(v, (bool, list, dict)) else None
+    except ValueError: x = None
+    if x is None or not (math.isnan(x) or 0 <= x <= 1): raise _Bad(f"field 'pass_rate' must be a number in [0, 1], got {v!r:.40}")
+    return x
+
+def _pref_row(r, where, tokenizer, instruction, max_length, seen) -> dict:
+    "One raw preference row -> a pair row, or `_Bad` naming the field as written."
+    q, chosen, rejected = (_text(r, k, " (a preference row needs prompt, chosen, rejected)") for k in _KINDS["preference"])
+    if chosen == rejected: raise _Bad("field 'rejected' is identical to 'chosen' (a pair needs two different responses)")
+    question = _text(r, "question", chat=False) if _opt(r, "question")[1] is not None else q
+    diff = _whole(*_opt(r, "difficulty", "level"))
+    gk, gold = _opt(r, "gold", "answer")
+    if gold is None and isinstance(r.get(gk), str): gold = ""            # an explicit empty gold: no gold answer
+    if isinstance(gold, bool) or not isinstance(gold, (str, int, float, type(None))):
+        raise _Bad(f"field {gk!r} must be text or a number, got {type(gold).__name__} {gold!r:.40}")
+    if gold is None: gk, gold = "chosen", extract_answer(chosen) or ""
+    if str(gold).strip() and not _parsable(str(gold).strip()):
+        raise _Bad(f"field 'chosen' ends in an answer the checker cannot read ({gold!r:.40}); give the row a 'gold' field"
+                   if gk == "chosen" else f"field {gk!r} is not a parsable answer: {gold!r:.40}")
+    _, pid = _opt(r, "problem_id")
+    if isinstance(pid, bool) or not isinstance(pid, (str, int, type(None))): raise _Bad(f"field 'problem_id' must be text, got {type(pid).__name__} {pid!r:.40}")
+    if isinstance(pid, str) and not pid.strip(): raise _Bad("field 'problem_id' is empty (only whitespace)")
+    _, given_id = _opt(r, "pair_id")
+    if given_id is not None and (not isinstance(given_id, str) or not given_id.strip()):
+        raise _Bad(f"field 'pair_id' must be non-empty text, got {given_id!r:.40}")
+    prompt, formatted = _msg_text(r["prompt"], tokenizer)
+    if not formatted and not _is_formatted(tokenizer, prompt): prompt = format_prompt(tokenizer, prompt, instruction)
+    pair_id = given_id or make_pair_id(prompt, chosen, rejected)
+    if pair_id in seen: raise _Bad(f"field 'pair_id' {pair_id!r} repeats {seen[pair_id]}" if given_id else
+                                   f"is a duplicate of {seen[pair_id]} (same prompt, chosen and rejected)")
+    if max_length is not None:
+        n = {k: len(tokenizer(v, add_special_tokens=False).input_ids) for k, v in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected))}
+        lk = max(("chosen", "rejected"), key=n.get)
+        if n["prompt"] + 1 + n[lk] > max_length:
+            raise _Bad(f"is too long for max_length={max_length}: prompt {n['prompt']} tokens (with the chat template) "
+                       f"+ {lk} {n[lk]} + 1 end token = {n['prompt'] + 1 + n[lk]}")
+    seen[pair_id] = where
+    return dict(pair_id=pair_id, problem_id=str(pid) if pid is not None else f"file-{content_hash(question)}", prompt=prompt,
+                chosen=chosen, rejected=rejected, difficulty=diff, pass_rate=_rate(_opt(r, "pass_rate")[1]),
+                source="file", question=question, gold=str(gold))
 
 def _msg_text(v, tokenizer=None):
     if isinstance(v, list):
@@ -322,26 +522,9 @@ def _msg_text(v, tokenizer=None):
     return v, False
 
 def load_preferences(path_or_id: str, tokenizer, split: str = "train", max_length: int | None = None,
-                     on_bad: str = "raise", instruction: str = INSTRUCTION):
-    "A ready preference set -> (pair Dataset in the schema, n skipped)."
-    ds = load_rows(path_or_id, split); _need(ds, ["prompt", "chosen", "rejected"], "A preference set")
-    rows = []
-    for r in ds:
-        prompt, formatted = _msg_text(r["prompt"], tokenizer)
-        chosen, _ = _msg_text(r["chosen"]); rejected, _ = _msg_text(r["rejected"])
-        question = r.get("question") or (r["prompt"][-1]["content"] if isinstance(r["prompt"], list) else prompt)
-        if isinstance(prompt, str) and not formatted and not _is_formatted(tokenizer, prompt):
-            prompt = format_prompt(tokenizer, prompt, instruction)
-        diff = r.get("difficulty", r.get("level"))
-        if isinstance(diff, str): diff = math_level(diff)
-        elif diff is None or (isinstance(diff, float) and math.isnan(diff)): diff = -1
-        elif isinstance(diff, float) and diff.is_integer(): diff = int(diff)   # an int column with gaps reads as float
-        gold = r.get("gold", r.get("answer"))
-        if gold is None: gold = (extract_answer(chosen) or "") if isinstance(chosen, str) else ""
-        pid = r.get("problem_id") if isinstance(r.get("problem_id"), str) and r.get("problem_id") else (f"file-{content_hash(question)}" if isinstance(question, str) else "")
-        ok_strings = all(isinstance(x, str) for x in (prompt, chosen, rejected))
-        rows.append(dict(pair_id=r.get("pair_id") or (make_pair_id(prompt, chosen, rejected) if ok_strings else ""),
-                         problem_id=str(pid), prompt=prompt, chosen=chosen, rejected=rejected, difficulty=diff,
-                         pass_rate=r["pass_rate"] if r.get("pass_rate") is not None else float("nan"),
-                         source="file", question=question, gold=str(gold)))
-    return validate_pairs(rows, tokenizer, max_length, on_bad)
+                     on_bad: str = "error", instruction: str = INSTRUCTION):
+    "A ready preference set -> (pair Dataset in the schema, `Skipped` count of rows dropped with `on_bad='skip'`)."
+    name, recs = read_records(path_or_id, split); _check_fields(name, recs, "preference")
+    seen = {}
+    rows, skipped = _convert(name, recs, lambda r, w: _pref_row(r, w, tokenizer, instruction, max_length, seen), on_bad)
+    return validate_pairs(rows)[0], skipped

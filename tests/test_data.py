@@ -3,7 +3,7 @@ import json, math
 import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
-from sage_nb.data import (LEVELS, check_answer, extract_answer, format_prompt, load_gsm8k, load_math, load_preferences,
+from sage_nb.data import (LEVELS, DataError, check_answer, extract_answer, format_prompt, load_gsm8k, load_math, load_preferences,
                           make_pair, make_problems, problem_split, to_number, validate_pairs, pairs_dataset)
 from sage_nb.models import load_tokenizer
 
@@ -84,6 +84,7 @@ def test_bad_inputs_name_row_and_field():
         with pytest.raises(ValueError, match=rf"row 2 .*field '{field}'"): validate_pairs(rows)
         ds, n = validate_pairs(rows, on_bad="skip")
         assert (len(ds), n) == (2, 1)
+    with pytest.raises(DataError, match=r"row 1 .*field 'chosen' is identical"): validate_pairs([good[0], {**good[1], "rejected": good[1]["chosen"]}])
     with pytest.raises(ValueError, match="on_bad"): validate_pairs(good, on_bad="ignore")
     with pytest.raises(ValueError, match="tokenizer"): validate_pairs(good, max_length=10)
     assert math.isnan(validate_pairs([{**good[0], "pass_rate": float("nan")}])[0]["pass_rate"][0])
