@@ -9,15 +9,16 @@ from fractions import Fraction
 from pathlib import Path
 from .config import content_hash
 from .models import chat_prompt
+from .datafiles import (DataError, DataFileNotFound, Skipped, _Bad, _convert, _check_fields, _text, _missing,
+                               _KINDS, _ON_BAD, load_rows, read_records)
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'INSTRUCTION', 'LEVELS', 'EVAL_SHARE', 'PAIR_COLUMNS', 'PAIR_SOURCES', 'last_boxed', 'extract_answer',
            'to_number', 'answers_equal', 'check_answer', 'format_prompt', 'problem_split', 'arithmetic_solution',
-           'level_problems', 'make_problems', 'DataError', 'DataFileNotFound', 'Skipped', 'load_rows', 'read_records',
-           'gsm8k_answer', 'math_level', 'load_gsm8k', 'load_math', 'load_problems', 'make_pair_id', 'make_pair',
-           'pairs_dataset', 'validate_pairs', 'load_preferences']
+           'level_problems', 'make_problems', 'gsm8k_answer', 'math_level', 'load_gsm8k', 'load_math', 'load_problems',
+           'make_pair_id', 'make_pair', 'pairs_dataset', 'validate_pairs', 'load_preferences']
 
 # %% ../nbs/02_data.ipynb #60eb1fef
 _NUM = r"[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?/\s?\d+)?%?"
@@ -159,171 +160,6 @@ def make_problems(n: int, levels=(0, 1, 2), seed: int = 0, split: str = "train")
     if n < 0: raise ValueError(f"n must be >= 0, not {n}")
     per = [n // len(levels) + (i < n % len(levels)) for i in range(len(levels))]
     return [p for lv, k in zip(levels, per) if k for p in level_problems(lv, k, seed=seed, split=split)]
-
-# %% ../nbs/02_data.ipynb #fdc5622d
-class DataError(ValueError):
-    "A bad data file or row; the message names the file, the line (JSON Lines) or row (other formats) and the field."
-
-class DataFileNotFound(DataError, FileNotFoundError):
-    "A data path that does not exist."
-
-class Skipped(int):
-    "How many rows `on_bad='skip'` dropped (an `int`), with `reasons`: one message per dropped row."
-    def __new__(cls, reasons=()):
-        o = super().__new__(cls, len(reasons)); o.reasons = list(reasons); return o
-    def __reduce__(self): return Skipped, (self.reasons,)
-    def summary(self) -> str:
-        "How many rows were dropped for each reason."
-        from collections import Counter
-        return "; ".join(f"{k} x {why}" for why, k in Counter(m.split(": ", 1)[-1] for m in self.reasons).most_common())
-
-class _Bad(Exception): "Why one raw row cannot be used (located and reported by `_convert`)."
-
-_ON_BAD = ("error", "raise", "skip")       # "raise" is the older name of "error"
-
-def _convert(name, recs, convert, on_bad="error"):
-    "`convert(row, where)` for each raw row -> (outputs, `Skipped`); a bad row raises one `DataError` unless `on_bad='skip'`."
-    if on_bad not in _ON_BAD: raise ValueError(f"on_bad must be 'error' or 'skip', not {on_bad!r}")
-    out, why = [], []
-    for where, r in recs:
-        try:
-            if not isinstance(r, dict): raise _Bad(r)
-            out.append(convert(r, where))
-        except _Bad as e:
-            if on_bad != "skip": raise DataError(f"{name} {where}: {e}") from None
-            why.append(f"{name} {where}: {e}")
-    sk = Skipped(why)
-    if why and not out: raise DataError(f"{name}: all {len(why)} rows are bad, none left; first: {why[0]}")
-    if why: log.warning("%s: skipped %d of %d rows (%s); first: %s", name, sk, len(recs), sk.summary(), why[0])
-    return out, sk
-
-# %% ../nbs/02_data.ipynb #a51d0e04
-_FILE_KIND = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
-
-def _not_object(v) -> str:
-    t = {list: "array", str: "string", bool: "true/false", type(None): "null"}.get(type(v), "number")
-    return f"is a JSON {t}, not an object {{...}}"
-
-def _jsonl_rows(raw: bytes) -> list:
-    "`('line n', row)` per non-blank line; `row` is the object, or a string saying why the line is unusable."
-    out = []
-    for i, b in enumerate(raw.removeprefix(codecs.BOM_UTF8).split(b"\n"), 1):
-        try: s = b.decode("utf-8")
-        except UnicodeDecodeError as e:
-            out.append((f"line {i}", f"is not valid UTF-8 (byte 0x{b[e.start]:02x} at column {e.start + 1}); save the file as UTF-8")); continue
-        if not s.strip(): continue
-        try: r = json.loads(s)
-        except json.JSONDecodeError as e: r = f"is not valid JSON ({e.msg}: column {e.colno})"
-        else: r = r if isinstance(r, dict) else _not_object(r)
-        out.append((f"line {i}", r))
-    return out
-
-def _utf8(raw: bytes, name: str) -> str:
-    raw = raw.removeprefix(codecs.BOM_UTF8)
-    try: return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        i, nl = e.start, b"\n"
-        raise DataError(f"{name} line {raw[:i].count(nl) + 1}: not valid UTF-8 (byte 0x{raw[i]:02x} at column "
-                        f"{i - raw.rfind(nl, 0, i)}); save the file as UTF-8") from None
-
-def _json_rows(raw: bytes, name: str) -> list:
-    "A JSON array of objects ('row i'), one object, or (as `datasets` allows) JSON Lines in a `.json` file."
-    s = _utf8(raw, name); t = s.lstrip()
-    if not t.startswith(("[", "{")): return _jsonl_rows(raw)
-    try: v = json.loads(s)
-    except json.JSONDecodeError as e:
-        if t.startswith("{"): return _jsonl_rows(raw)
-        raise DataError(f"{name} line {e.lineno}: not valid JSON ({e.msg}: column {e.colno})") from None
-    return [(f"row {i}", r if isinstance(r, dict) else _not_object(r)) for i, r in enumerate(v if isinstance(v, list) else [v])]
-
-def _csv_rows(raw: bytes, name: str) -> list:
-    import io, pandas as pd
-    try: df = pd.read_csv(io.StringIO(_utf8(raw, name)), dtype=str, keep_default_na=False)   # cells stay text, as written
-    except pd.errors.EmptyDataError: return []
-    except pd.errors.ParserError as e: raise DataError(f"{name}: not valid CSV ({str(e).strip()})") from None
-    return [(f"row {i}", r) for i, r in enumerate(df.to_dict("records"))]
-
-def _parquet_rows(p: Path, name: str) -> list:
-    import pyarrow.parquet as pq
-    try: t = pq.read_table(p)
-    except Exception as e: raise DataError(f"{name}: not a readable Parquet file ({type(e).__name__}: {str(e)[:200]})") from None
-    t = t.select([c for c in t.column_names if not c.startswith("__index_level_")])
-    return [(f"row {i}", r) for i, r in enumerate(t.to_pylist())]
-
-def load_rows(path_or_id: str, split: str = "train"):
-    "A `datasets.Dataset` from a local file/folder or a hub id (`'name:config'`)."
-    import datasets
-    p = Path(str(path_or_id)).expanduser()
-    if p.is_file():
-        kind = _FILE_KIND.get(p.suffix.lower())
-        if kind is None: raise DataError(f"Cannot read {p}: expected one of {sorted(_FILE_KIND)}")
-        return datasets.load_dataset(kind, data_files=str(p), split="train")
-    if p.is_dir():
-        try:
-            if (p/"dataset_info.json").exists() or (p/"state.json").exists():
-                d = datasets.load_from_disk(str(p))
-                return d[split] if isinstance(d, datasets.DatasetDict) else d
-            return datasets.load_dataset(str(p), split=split)
-        except Exception as e:
-            raise DataError(f"{p}: a folder, but not a dataset that loads (split {split!r}): {type(e).__name__}: {str(e)[:200]}") from None
-    if str(path_or_id).startswith((".", "/", "~")) or p.suffix.lower() in _FILE_KIND:
-        raise DataFileNotFound(f"Data file not found: {p}")
-    name, _, config = str(path_or_id).partition(":")
-    try: return datasets.load_dataset(name, config or None, split=split)
-    except Exception as e:
-        raise DataError(f"Could not load {path_or_id!r}: no such local file or folder, and not a hub dataset that loads "
-                        f"here (offline, or not a dataset id?). Pass a local JSON/JSONL/Parquet/CSV file. "
-                        f"Cause: {type(e).__name__}: {str(e)[:200]}") from None
-
-def read_records(src, split: str = "train") -> tuple[str, list]:
-    "Raw rows of a file, folder, hub id or `Dataset` -> `(name, [(where, row)])`, `where` like 'line 3' or 'row 2'."
-    if hasattr(src, "column_names"): return "the dataset", [(f"row {i}", r) for i, r in enumerate(src)]
-    name, p = str(src), Path(str(src)).expanduser()
-    if not p.is_file(): return name, [(f"row {i}", r) for i, r in enumerate(load_rows(src, split))]
-    suf = p.suffix.lower()
-    if suf not in _FILE_KIND: raise DataError(f"Cannot read {name}: expected one of {sorted(_FILE_KIND)}")
-    if p.stat().st_size == 0: raise DataError(f"{name}: the file is empty (no rows)")
-    if suf == ".parquet": return name, _parquet_rows(p, name)
-    raw = p.read_bytes()
-    return name, _jsonl_rows(raw) if suf == ".jsonl" else _json_rows(raw, name) if suf == ".json" else _csv_rows(raw, name)
-
-# %% ../nbs/02_data.ipynb #a51d0e07
-_CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-def _missing(v) -> bool: return v is None or (isinstance(v, float) and math.isnan(v))
-
-def _text(r: dict, k: str, need: str = "", chat: bool = True) -> str:
-    "The text of raw field `k` (a string, or with `chat` the last of a list of chat messages), else `_Bad` saying what is wrong."
-    if k not in r: raise _Bad(f"field {k!r} is missing{need}")
-    v = r[k]
-    if _missing(v): raise _Bad(f"field {k!r} is empty (null)")
-    if isinstance(v, list) and chat:
-        if not v or not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in v):
-            raise _Bad(f"field {k!r} is a list but not of chat messages like {{'role': 'user', 'content': '...'}}")
-        texts = [m["content"] for m in v]
-    elif isinstance(v, str): texts = [v]
-    else: raise _Bad(f"field {k!r} must be text, got {type(v).__name__} {v!r:.40}")
-    if not texts[-1].strip(): raise _Bad(f"field {k!r} is empty" + (" (only whitespace)" if texts[-1] else ""))
-    for t in texts:
-        if m := _CTRL.search(t):
-            raise _Bad(f"field {k!r} contains the control character {m.group()!r} at position {m.start()} "
-                       "(only tab, newline and carriage return are allowed)")
-    return texts[-1]
-
-_KINDS = {"preference": ("prompt", "chosen", "rejected"), "GSM8K-style problem": ("question", "answer"),
-          "MATH-style problem": ("problem", "solution")}
-
-def _check_fields(name: str, recs: list, kind: str):
-    "File-level checks: there are rows, and some row has each field a `kind` file needs (else say what the file looks like)."
-    if not recs: raise DataError(f"{name}: the file is empty (no rows)")
-    keys = set().union(*(r for _, r in recs if isinstance(r, dict)))
-    miss = [k for k in _KINDS[kind] if k not in keys]
-    if not miss or not keys: return
-    looks = [k for k, f in _KINDS.items() if k != kind and set(f) <= keys]
-    hint = "" if not looks else (f"; it looks like a {looks[0]} file: load it as " +
-                                 ("pairs (load_preferences, --pairs)" if looks[0] == "preference" else "problems (load_problems, --problems)"))
-    raise DataError(f"{name}: no row has field(s) {miss}; a {kind} file needs {', '.join(_KINDS[kind])} "
-                    f"(found {sorted(keys)}){hint}")
 
 # %% ../nbs/02_data.ipynb #a51d0e10
 def gsm8k_answer(answer_text: str) -> str:

@@ -43,7 +43,7 @@ def get_pairs(cfg: Config, model, tokenizer):
     from sage_nb.models import cache_dir
     if cfg.pairs:
         ds, skipped = data.load_preferences(cfg.pairs, tokenizer, max_length=cfg.max_length, on_bad="skip")
-        if skipped: _log(f"skipped {skipped} malformed preference rows of {cfg.pairs}")
+        if skipped: _log(f"skipped {skipped} malformed preference rows of {cfg.pairs}: {skipped.summary()}")
         return ds
     path = cache_dir()/"pairs"/f"pairs-{cache_key(cfg)}.parquet"
     if path.exists():
