@@ -6,6 +6,7 @@
 from __future__ import annotations
 import math
 import torch
+from .config import Config
 
 # %% auto #0
 __all__ = ['CLASSES', 'TRIVIAL', 'UNSTABLE', 'SELECTED', 'ELIGIBLE', 'FILL', 'as_scores', 'denoise', 'signal', 'curvature',
@@ -18,7 +19,7 @@ def as_scores(x, dtype=torch.float64) -> torch.Tensor:
     return torch.as_tensor(x, dtype=dtype).reshape(-1) if not torch.is_tensor(x) else x.to(dtype).reshape(-1)
 
 # %% ../nbs/06_scoring.ipynb #400533c7
-def denoise(u, eps0: float = 0.02) -> torch.Tensor:
+def denoise(u, eps0: float = Config.eps0) -> torch.Tensor:
     "`u` with every |u| < `eps0` set to 0 (reference/policy numerical noise is not a preference)."
     u = as_scores(u)
     return torch.where(u.abs() < eps0, torch.zeros_like(u), u)
@@ -38,7 +39,7 @@ def energy_scaled(G, beta: float) -> torch.Tensor:
     return beta**2 * as_scores(G)
 
 # %% ../nbs/06_scoring.ipynb #74de970c
-def pool_damping(u, G_scaled, delta_rel: float = 1.0, floor: float = 1e-12) -> torch.Tensor:
+def pool_damping(u, G_scaled, delta_rel: float = Config.delta_rel, floor: float = 1e-12) -> torch.Tensor:
     "δ = `delta_rel` · median over the pool of c·Ĝ (a 0-d tensor, at least `floor` so λ² stays finite)."
     cg = curvature(u) * as_scores(G_scaled)
     cg = cg[torch.isfinite(cg)]
@@ -61,13 +62,13 @@ def record_count(rec) -> torch.Tensor:
     "Number of entries in each row of a record matrix (NaN = empty slot)."
     return (~torch.isnan(torch.as_tensor(rec, dtype=torch.float64))).sum(-1)
 
-def sign_flip(rec, eps_flip: float = 0.1) -> torch.Tensor:
+def sign_flip(rec, eps_flip: float = Config.eps_flip) -> torch.Tensor:
     "True where a record holds two entries with |u| > `eps_flip` of opposite sign."
     rec = torch.as_tensor(rec, dtype=torch.float64)
     big = rec.abs() > eps_flip                       # NaN compares False
     return (big & (rec > 0)).any(-1) & (big & (rec < 0)).any(-1)
 
-def boundary_band(u, n_entries, u_band: float = 0.25) -> torch.Tensor:
+def boundary_band(u, n_entries, u_band: float = Config.u_band) -> torch.Tensor:
     "True where a pair has ≥ 2 entries and its newest margin still sits in |u| < `u_band`."
     return (torch.as_tensor(n_entries) >= 2) & (as_scores(u).abs() < u_band)
 
@@ -84,7 +85,7 @@ def record_std(rec) -> torch.Tensor:
 CLASSES = ("trivial", "unstable", "selected", "eligible", "fill")
 TRIVIAL, UNSTABLE, SELECTED, ELIGIBLE, FILL = range(5)
 
-def filter_codes(s, flip, band, s_min: float = 0.05, trivial_filter: bool = True, stability_filter: bool = True) -> torch.Tensor:
+def filter_codes(s, flip, band, s_min: float = Config.s_min, trivial_filter: bool = True, stability_filter: bool = True) -> torch.Tensor:
     "Per pair TRIVIAL, UNSTABLE or ELIGIBLE (codes index `CLASSES`): the filters of one refresh."
     s = as_scores(s)
     code = torch.full(s.shape, ELIGIBLE, dtype=torch.long)
@@ -123,6 +124,6 @@ def classify(code, priority, m: int, generator: torch.Generator | None = None):
     code[fill] = FILL
     return code, torch.cat([sel, fill])
 
-def confident_error(u, code, u_conf: float = 1.0) -> torch.Tensor:
+def confident_error(u, code, u_conf: float = Config.u_conf) -> torch.Tensor:
     "The `confident_error` flag: selected pairs the policy is reliably wrong on (u < −`u_conf`)."
     return (torch.as_tensor(code) == SELECTED) & (as_scores(u) < -u_conf)

@@ -4,13 +4,14 @@
 
 # %% ../nbs/09_selectors.ipynb #20843d46
 from __future__ import annotations
-import hashlib, json, math, time
+import hashlib, math, time
 from dataclasses import dataclass
 import numpy as np, pandas as pd, torch
 from .config import Config, pool_size, pairs_per_interval
 from . import scoring
 from .scoring import CLASSES, TRIVIAL, UNSTABLE, SELECTED, ELIGIBLE, FILL
-from .curriculum import MarginTracker, Curriculum, assign_strata
+from .records import MarginTracker, json_float
+from .curriculum import Curriculum, assign_strata
 
 # %% auto #0
 __all__ = ['SELECTORS', 'synthetic_table', 'SimulatedPolicy', 'simulate', 'Selector', 'register_selector', 'make_selector',
@@ -31,7 +32,7 @@ def synthetic_table(n: int = 300, n_levels: int = 3, seed: int = 0, levels: bool
 class SimulatedPolicy:
     "A stand-in for the policy: latent margins that rise when trained; `score` is a `score_fn`."
     def __init__(self, table: pd.DataFrame, seed: int = 0, lr: float = 0.6, transfer: float = 0.002,
-                 noise: float = 0.03, flaky: float = 0.1):
+                 noise: float = 0.03, flaky: float = 0.1, beta: float = Config.beta):
         r = self.rng = np.random.default_rng(seed)
         n = len(table); self.index = {p: i for i, p in enumerate(table.pair_id)}
         lv = np.maximum(table.difficulty.to_numpy() if "difficulty" in table else np.zeros(n), 0)
@@ -39,14 +40,14 @@ class SimulatedPolicy:
         self.m = r.normal(0.3 - 0.8 * lv, 1.0)
         self.G = r.gamma(2.0, 50.0, n)
         self.noise = np.where(r.random(n) < flaky, 0.8, noise)
-        self.lr, self.transfer = lr, transfer
+        self.lr, self.transfer, self.beta = lr, transfer, beta
         self.n_scored, self.n_calls = 0, 0
 
     def _stats(self, idx):
         u = self.m[idx] + self.rng.normal(0, self.noise[idx])
         ut = torch.from_numpy(u)
         return dict(u=u, s=scoring.signal(ut).numpy(), c=scoring.curvature(ut).numpy(),
-                    energy=scoring.energy_scaled(self.G[idx], 0.1).numpy(), z=u * 2.0 + self.rng.normal(0, 0.1, len(idx)))
+                    energy=scoring.energy_scaled(self.G[idx], self.beta).numpy(), z=u * 2.0 + self.rng.normal(0, 0.1, len(idx)))
 
     def score(self, pair_ids) -> dict:
         idx = np.array([self.index[p] for p in pair_ids], np.int64)
@@ -72,11 +73,6 @@ def simulate(selector, table: pd.DataFrame, steps: int, policy: SimulatedPolicy 
     return out
 
 # %% ../nbs/09_selectors.ipynb #05b6a2d9
-def _f(x):
-    "A JSON-safe float (None for NaN/inf)."
-    x = float(x)
-    return x if math.isfinite(x) else None
-
 class Selector:
     "Base of all selectors: table, records, queue, refresh timing, events, rows and state."
     name = "base"
@@ -87,7 +83,7 @@ class Selector:
         self.rng = np.random.default_rng(cfg.seed)
         self.table, self.score_fn, self.score_seconds = None, None, 0.0
         self.B, self.T, self.M = cfg.batch_size, cfg.refresh_every, pairs_per_interval(cfg)
-        self._events, self._rows = [], []
+        self._events, self._rows, self._pending = [], [], []
 
     # ---------- life cycle
     def start(self, table: pd.DataFrame, score_fn=None):
@@ -137,27 +133,24 @@ class Selector:
         st = {k: np.asarray(v, float).reshape(-1) for k, v in stats.items()}
         u = st["u"]
         if len(u) != len(idx): raise ValueError(f"stats['u'] has {len(u)} values for {len(idx)} pairs.")
-        same = self.tracker.newest_step(idx) == step
-        self.tracker.u[idx[same], -1] = np.nan; self.tracker.step[idx[same], -1] = -1      # same parameters: replace
-        self.tracker.u[idx[same]] = np.roll(self.tracker.u[idx[same]], 1, axis=1)
-        self.tracker.step[idx[same]] = np.roll(self.tracker.step[idx[same]], 1, axis=1)
+        self.tracker.drop_newest(idx[self.tracker.newest_step(idx) == step])     # same parameters: replace
         added = self.tracker.add(idx, step, u, st.get("energy"), st.get("z"))
-        self._pending = getattr(self, "_pending", [])
         self._pending.append((added, step, origin))
         if origin == "train": self._flush_rows()
         return added
 
     def _flush_rows(self):
         "Turn pending margin entries into pair rows, with the class each pair holds now."
-        for idx, step, origin in getattr(self, "_pending", []):
+        for idx, step, origin in self._pending:
             if not len(idx): continue
             u = torch.from_numpy(self.tracker.newest_u(idx)); ud = scoring.denoise(u, self.cfg.eps0)
             s, c, sd = scoring.signal(ud).numpy(), scoring.curvature(ud).numpy(), self.tracker.std(idx)
+            f, tr = json_float, self.tracker
             for j, i in enumerate(idx):
                 k = self.cls[i]
-                self._rows.append({"step": int(step), "pair_id": self.ids[i], "stratum": int(self.strata[i]), "u": _f(u[j]),
-                                   "s": _f(s[j]), "c": _f(c[j]), "energy": _f(self.tracker.energy[i]), "z": _f(self.tracker.z[i]),
-                                   "class": CLASSES[k] if k >= 0 else None, "std": _f(sd[j]), "origin": origin})
+                self._rows.append({"step": int(step), "pair_id": self.ids[i], "stratum": int(self.strata[i]), "u": f(u[j]),
+                                   "s": f(s[j]), "c": f(c[j]), "energy": f(tr.energy[i]), "z": f(tr.z[i]),
+                                   "class": CLASSES[k] if k >= 0 else None, "std": f(sd[j]), "origin": origin})
         self._pending = []
 
     def _score(self, idx, step) -> int:
@@ -317,25 +310,12 @@ class PoolSelector(Selector):
 
     def view(self, idx) -> PoolView:
         "The `PoolView` of rows `idx` from their newest margin entries."
-        cfg, tr = self.cfg, self.tracker
-        raw = torch.from_numpy(tr.newest_u(idx)).double()
-        ok = torch.isfinite(raw)
-        u = scoring.denoise(torch.nan_to_num(raw, nan=0.0), cfg.eps0)
-        G = torch.from_numpy(tr.energy[idx]).double()
-        if (~torch.isfinite(G)).any():
-            fin = G[torch.isfinite(G)]
-            G = torch.where(torch.isfinite(G), G, fin.median() if fin.numel() else torch.tensor(0.0, dtype=torch.float64))
-        n = torch.from_numpy(tr.count(idx))
-        delta = scoring.pool_damping(u[ok], G[ok], cfg.delta_rel)
-        return PoolView(idx=np.asarray(idx), u=u, s=scoring.signal(u), c=scoring.curvature(u), energy=G,
-                        z=torch.from_numpy(tr.z[idx]).double(), n=n, first=n == 1,
-                        flip=torch.from_numpy(tr.flip(idx, cfg.eps_flip)), band=torch.from_numpy(tr.band(idx, cfg.u_band)),
-                        std=torch.from_numpy(tr.std(idx)), lam2=scoring.newton_score(u, G, delta), delta=delta,
-                        stratum=torch.from_numpy(self.strata[idx]), ok=ok)
+        cfg = self.cfg; f = self.tracker.features(idx, cfg.eps0, cfg.eps_flip, cfg.u_band)
+        u, G, ok = f["u"], f["energy"], f["ok"]; delta = scoring.pool_damping(u[ok], G[ok], cfg.delta_rel)
+        return PoolView(idx=np.asarray(idx), s=scoring.signal(u), c=scoring.curvature(u), first=f["n"] == 1,
+                        lam2=scoring.newton_score(u, G, delta), delta=delta, stratum=torch.from_numpy(self.strata[idx]), **f)
 
-    def _trivial(self, idx) -> np.ndarray:
-        u = torch.from_numpy(self.tracker.newest_u(idx))
-        return (scoring.signal(scoring.denoise(torch.nan_to_num(u, nan=0.0), self.cfg.eps0)) < self.cfg.s_min).numpy() & np.isfinite(u.numpy())
+    def _trivial(self, idx) -> np.ndarray: return self.tracker.trivial(idx, self.cfg.eps0, self.cfg.s_min)
 
     def _refresh(self, step):
         cfg, cur, tr = self.cfg, self.cur, self.tracker
@@ -361,13 +341,8 @@ class PoolSelector(Selector):
         code, q = scoring.classify(code0, pr, self.M, gen)
         self.cls[:] = -1; self.cls[pool] = code.numpy()
         self.queue = pool[q.numpy()]
-        if len(retired): self.cls[retired] = -1
-        self._flush_rows_retired(retired)
+        self.cls[retired] = TRIVIAL; self._flush_rows(); self.cls[retired] = -1   # rows: retired pairs were trivial when scored
         self._refresh_event(step, comp, cur.unlocked, self.retired_total, scored)
-
-    def _flush_rows_retired(self, retired):
-        "Rows of this refresh; retired pairs were trivial when scored, so they carry that class."
-        self.cls[retired] = TRIVIAL; self._flush_rows(); self.cls[retired] = -1
 
     def _extra_state(self): return {"curriculum": self.cur.state_dict(), "retired_total": self.retired_total}
     def _load_extra(self, d): self.cur.load_state_dict(d["curriculum"]); self.retired_total = d["retired_total"]
