@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha1sum | cut -c1-12)
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test test-slow bench bench-tiny clean-venv
+.PHONY: setup run test test-slow bench bench-tiny clean-venv dist
 
 $(STAMP): settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,6 +34,16 @@ bench: setup
 
 bench-tiny: setup
 	$(PY) bench/run_all.py --tiny
+
+# What `nbdev_pypi` uploads: the sdist and the wheel built from it, in dist/. The wheel must hold every exported
+# module (sage_nb/*.py) and nothing else of the repository (no notebooks, no tests).
+dist: setup
+	rm -rf dist build
+	$(PY) -m build
+	diff <(cd sage_nb && ls *.py | sort) \
+	     <($(PY) -m zipfile -l dist/*.whl | awk '$$1 ~ /^sage_nb\/[^\/]*\.py$$/ {sub("sage_nb/", "", $$1); print $$1}' | sort)
+	! $(PY) -m zipfile -l dist/*.whl | awk '{print $$1}' | grep -E '\.ipynb$$|^(nbs|tests|tools|bench)/'
+	@ls -l dist
 
 clean-venv:
 	rm -rf $(VENV)
