@@ -103,6 +103,7 @@ def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None
     base.info.description = json.dumps({"sage_nb_reference_fingerprint": fingerprint(model, tokenizer, cfg), "skipped": skipped})
     return base
 
+# %% ../nbs/05_reference.ipynb #5a0e0020
 def _sidecar(path) -> Path: p = Path(path); return p.with_name(p.name + ".fingerprint.json")
 
 def save_reference_cache(ds, path, fingerprint: str | None = None) -> Path:

@@ -188,6 +188,7 @@ def step_metrics(sums, st) -> dict:
     return dict(zip(METRIC_KEYS, (sums["loss"], sums["dpo"], sums["nll"], st["reward_chosen"].mean().item(),
                                   st["reward_rejected"].mean().item(), u.mean().item(), (u > 0).float().mean().item())))
 
+# %% ../nbs/15_trainer.ipynb #b0a00031
 @patch_method
 def _train_step(self, step):
     cfg, t0 = self.cfg, time.perf_counter()
