@@ -22,7 +22,8 @@ import torch
 
 from sage_nb.config import Config
 from sage_nb.models import load_policy, tiny_model, chat_prompt
-from sage_nb.dpo import collate_pairs, pair_forward, pair_loss, cache_reference
+from sage_nb.dpo import collate_pairs, pair_forward, pair_loss
+from sage_nb.reference import cache_reference
 
 
 def make_pairs(tok, n, seed=0):

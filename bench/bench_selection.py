@@ -8,13 +8,12 @@
 scores pairs and prints the overhead that run measured (its `time/score_s` over `time/train_s`), so the number comes
 from real runs on the real pair set at the defaults.
 
-SAGE.md's cost section expects about 35% on CPU: at the defaults (B=8, T=10, P=2M=160) a refresh rescores only the
+The method's cost estimate is about 35% on CPU: at the defaults (B=8, T=10, P=2M=160) a refresh rescores only the
 pool pairs whose newest margin is stale (~P - M + B = 88 per interval), each a no-grad pass costing ~0.36 of a
 training pair. The first refresh scores the whole pool (P pairs) once, so the script reports the whole run and the
 steady state (refreshes after the first) separately.
 
-The run uses `sage_nb.trainer.Trainer` when it exists; otherwise it plays the trainer's loop itself with
-`sage_nb.dpo` (collate_pairs, pair_forward, pair_loss, AdamW on the LoRA parameters), timing the same two things.
+The run is `sage_nb.trainer.Trainer` on synthetic pairs whose reference log-probs are cached first (not timed).
 """
 from __future__ import annotations
 import argparse, json, sys, tempfile, time
@@ -23,7 +22,6 @@ import numpy as np, torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sage_nb.config import Config, pool_size, pairs_per_interval
-from sage_nb.selectors import make_selector
 
 
 def arithmetic_pairs(tok, n: int, seed: int = 0):
@@ -44,7 +42,9 @@ def arithmetic_pairs(tok, n: int, seed: int = 0):
 
 
 def with_trainer(model, tok, pairs, cfg):
+    from sage_nb.reference import cache_reference
     from sage_nb.trainer import Trainer
+    pairs = cache_reference(model, tok, pairs, cfg, progress=False)
     with tempfile.TemporaryDirectory() as d:
         tr = Trainer(model, tok, pairs, cfg, run_dir=d, progress=False)
         summary = tr.train()
@@ -56,51 +56,9 @@ def with_trainer(model, tok, pairs, cfg):
                 step_train_s=[m["time/step_s"] - m["time/score_s"] for m in steps])
 
 
-def with_dpo_loop(model, tok, pairs, cfg):
-    "The trainer's step order with sage_nb.dpo: next_batch (may score), forward+backward+AdamW, observe."
-    from sage_nb import dpo, scoring
-    ds = dpo.cache_reference(model, tok, pairs, cfg, progress=False).to_pandas()
-    rows = {r["pair_id"]: r for r in ds.to_dict("records")}
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
-
-    def stats(ids, grad):
-        batch = dpo.collate_pairs(tok, [rows[p] for p in ids], cfg.max_length, cfg.max_prompt_length)
-        out = dpo.pair_forward(model, batch)
-        rc = torch.tensor([rows[p]["ref_logp_chosen"] for p in ids]); rr = torch.tensor([rows[p]["ref_logp_rejected"] for p in ids])
-        u = cfg.beta*((out["logp_chosen"] - rc) - (out["logp_rejected"] - rr))
-        st = dict(u=u.detach().numpy(), s=scoring.signal(u.detach()).numpy(), c=scoring.curvature(u.detach()).numpy(),
-                  energy=scoring.energy_scaled(out["energy"].detach(), cfg.beta).numpy(),
-                  z=scoring.log_odds(out["mean_logp_chosen"].detach(), out["mean_logp_rejected"].detach()).numpy())
-        return out, rc, rr, st
-
-    def score_fn(ids):
-        parts = []
-        model.eval()
-        with torch.no_grad():
-            for i in range(0, len(ids), cfg.score_batch_size): parts.append(stats(ids[i:i + cfg.score_batch_size], False)[3])
-        model.train()
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    table = ds[["pair_id", "problem_id", "difficulty", "pass_rate"]].copy()
-    sel = make_selector("sage", cfg); sel.start(table, score_fn)
-    train_s, step_train_s = 0.0, []
-    model.train()
-    for step in range(1, cfg.steps + 1):
-        ids = sel.next_batch(step)
-        t0 = time.perf_counter()
-        out, rc, rr, st = stats(ids, True)
-        loss = dpo.pair_loss(out, rc, rr, cfg).losses.mean()
-        opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm); opt.step()
-        dt = time.perf_counter() - t0; train_s += dt; step_train_s.append(dt)
-        sel.observe(step, ids, st)
-    refresh = [e for e in sel.drain_events() if e["kind"] == "refresh"]
-    return dict(train_s=train_s, score_s=sel.score_seconds, refresh=refresh, step_train_s=step_train_s)
-
-
 def from_runs(root) -> list[dict]:
     "Selection overhead measured by finished run folders under `root` (selectors that score pairs only)."
-    from sage_nb.diagnostics import find_runs
+    from sage_nb.runs import find_runs
     from sage_nb.runlog import read_jsonl
     from sage_nb.selectors import SELECTORS
     out = []
@@ -129,7 +87,6 @@ def main(argv=None):
     ap.add_argument("--tiny", action="store_true", help="tiny random model instead of the default model")
     ap.add_argument("--steps", type=int, default=Config().steps)
     ap.add_argument("--pairs", type=int, default=480, help="pairs in the synthetic set (3 levels)")
-    ap.add_argument("--no-trainer", action="store_true", help="use the sage_nb.dpo loop even if sage_nb.trainer exists")
     a = ap.parse_args(argv)
     if a.runs: return from_runs(a.runs)
     torch.manual_seed(0); torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -138,12 +95,7 @@ def main(argv=None):
     model, tok = tiny_model() if a.tiny else load_policy(cfg.model, quantize=cfg.quantize, lora_r=cfg.lora_r,
                                                          lora_alpha=cfg.lora_alpha, device="cpu")
     pairs = arithmetic_pairs(tok, a.pairs)
-    try:
-        if a.no_trainer: raise ImportError
-        import sage_nb.trainer  # noqa: F401
-        how, res = "sage_nb.trainer.Trainer", with_trainer(model, tok, pairs, cfg)
-    except ImportError:
-        how, res = "sage_nb.dpo loop (sage_nb.trainer not available)", with_dpo_loop(model, tok, pairs, cfg)
+    how, res = "sage_nb.trainer.Trainer", with_trainer(model, tok, pairs, cfg)
     ref = res["refresh"]
     scored = [e["scored"] for e in ref]; ss = [e["score_s"] for e in ref]
     tr = res["train_s"]; per_train_pair = tr / (cfg.steps * cfg.batch_size)

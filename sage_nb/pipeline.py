@@ -7,10 +7,10 @@ from __future__ import annotations
 import json, sys, time
 from pathlib import Path
 from .config import Config, content_hash
+from .reference import with_reference
 
 # %% auto #0
-__all__ = ['PAIR_KEYS', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'with_reference', 'pair_table', 'run',
-           'eval_adapter']
+__all__ = ['PAIR_KEYS', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'run', 'eval_adapter']
 
 # %% ../nbs/21_pipeline.ipynb #01616a98
 PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperature", "max_new_tokens",
@@ -59,24 +59,6 @@ def get_pairs(cfg: Config, model, tokenizer):
     if len(ds) == 0: raise RuntimeError("No preference pairs: every problem was all-correct or had no gold solution. "
                                         "Use harder --levels or more --n-train-problems.")
     rollout.save_pairs(ds, path)
-    return ds
-
-# %% ../nbs/21_pipeline.ipynb #f4c355b1
-def with_reference(cfg: Config, model, tokenizer, pairs):
-    "Pairs with cached reference log-probs, reused across runs when the fingerprint matches."
-    from sage_nb import dpo
-    from sage_nb.models import cache_dir
-    fp = dpo.fingerprint(model, tokenizer, cfg)
-    ids = content_hash("".join(sorted(pairs["pair_id"])))
-    path = cache_dir()/"reference"/f"ref-{content_hash(fp)}-{ids}.parquet"
-    if path.exists():
-        ds = dpo.load_reference_cache(path, fp)
-        if all(c in ds.column_names for c in dpo.REF_COLUMNS):
-            _log(f"reusing reference log-probs {path}")
-            return ds
-        _log(f"{path} predates the reference statistics columns; recomputing it")
-    ds = dpo.cache_reference(model, tokenizer, pairs, cfg, on_too_long="skip")
-    dpo.save_reference_cache(ds, path)
     return ds
 
 # %% ../nbs/21_pipeline.ipynb #f4c355b3

@@ -4,249 +4,40 @@
 
 # %% ../nbs/15_trainer.ipynb #c720b3a1
 from __future__ import annotations
-import contextlib, copy, json, logging, math, os, random, shutil, threading, time
+import json, logging, math, threading, time
 from pathlib import Path
-import numpy as np, pandas as pd
 import torch
 from .config import Config
-from . import dpo, scoring
-from .runlog import LOGS, RunLog, jsonable, read_jsonl
+from . import checkpoint as ckpt, probe
+from .checkpoint import seed_everything, set_rng_state, disable_dropout, save_adapter
+from .pairstore import PairStore, STAT_KEYS
+from .runlog import RunLog, jsonable
 
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['STAT_KEYS', 'CKPT_FILES', 'gradient_snr', 'flat_grad', 'seed_everything', 'rng_state', 'set_rng_state',
-           'disable_dropout', 'is_peft', 'save_adapter', 'load_adapter_weights', 'save_merged', 'pair_stats',
-           'adapter_is_zero', 'reference_stats', 'stats_from_reference', 'latest_checkpoint', 'Trainer']
+__all__ = ['METRIC_KEYS', 'make_optimizer', 'RunEvents', 'Background', 'Trainer', 'patch_method', 'micro_batches',
+           'accumulate_grads', 'clip_and_step', 'step_metrics', 'run_summary']
 
-# %% ../nbs/15_trainer.ipynb #d04aa538
-def gradient_snr(per_pair_grads) -> dict:
-    "`snr` (clipped at 0), `snr_unclipped` and `raw` = ‖ḡ‖²·B/trΣ̂ of a (B, P) matrix of per-pair gradients."
-    g = torch.as_tensor(per_pair_grads).detach().double()
-    if g.ndim != 2: raise ValueError(f"per_pair_grads must be (B, P), got shape {tuple(g.shape)}")
-    B = g.shape[0]
-    if B < 2: return dict(snr=float("nan"), snr_unclipped=float("nan"), raw=float("nan"))
-    gbar = g.mean(0)
-    tr_sigma = ((g - gbar)**2).sum().item() / (B - 1)
-    sq = (gbar**2).sum().item()
-    if tr_sigma <= 0: return dict(snr=float("inf"), snr_unclipped=float("inf"), raw=float("inf"))
-    noise = tr_sigma / B
-    snr = (sq - noise) / noise
-    return dict(snr=max(snr, 0.0), snr_unclipped=snr, raw=sq / noise)
+# %% ../nbs/15_trainer.ipynb #b0a00021
+def make_optimizer(params, cfg: Config):
+    "AdamW on `params` and the `cfg.scheduler` schedule (cosine, linear or constant, with `cfg.warmup_steps`)."
+    from transformers import get_scheduler
+    if cfg.scheduler not in ("cosine", "linear", "constant"):
+        raise ValueError(f"cfg.scheduler must be cosine, linear or constant, not {cfg.scheduler!r}")
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    name = "constant_with_warmup" if cfg.scheduler == "constant" else cfg.scheduler
+    return optimizer, get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=max(cfg.steps, 1))
 
-def flat_grad(grads, params) -> torch.Tensor:
-    "One row of the (B, P) matrix: `torch.autograd.grad`'s output (None for an unused parameter) flattened over `params`."
-    return torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).float() for g, w in zip(grads, params)])
+class RunEvents:
+    "The run folder's logs (`RunLog`, created on first use) and the callbacks that receive each line written."
+    def __init__(self, run_dir, callbacks=()): self.run_dir, self.callbacks, self._log = Path(run_dir), list(callbacks), None
+    @property
+    def log(self) -> RunLog:
+        if self._log is None: self._log = RunLog(self.run_dir)
+        return self._log
 
-# %% ../nbs/15_trainer.ipynb #9260ecc9
-def seed_everything(seed: int):
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-
-def rng_state() -> dict:
-    st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
-    if torch.cuda.is_available(): st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-def set_rng_state(st: dict):
-    random.setstate(st["python"]); np.random.set_state(st["numpy"]); torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
-
-def disable_dropout(model):
-    "Set every dropout probability in `model` to 0 (modules and attention-dropout attributes)."
-    for m in model.modules():
-        if isinstance(m, torch.nn.Dropout): m.p = 0.0
-        if isinstance(getattr(m, "attention_dropout", None), float): m.attention_dropout = 0.0
-    return model
-
-# %% ../nbs/15_trainer.ipynb #0b79f644
-def is_peft(model) -> bool: return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
-
-def save_adapter(model, path):
-    "The trainable weights in PEFT format (a full `save_pretrained` for a model without adapter)."
-    model.save_pretrained(str(path))
-    return Path(path)
-
-def load_adapter_weights(model, path):
-    "Load weights written by `save_adapter` into the live `model`, in place."
-    from safetensors.torch import load_file
-    path = Path(path)
-    if is_peft(model):
-        from peft import set_peft_model_state_dict
-        f = path/"adapter_model.safetensors"
-        if not f.exists(): raise FileNotFoundError(f"No adapter_model.safetensors in {path}")
-        res = set_peft_model_state_dict(model, load_file(str(f)))
-        if getattr(res, "unexpected_keys", None): raise RuntimeError(f"Adapter in {path} does not match the model: {res.unexpected_keys[:3]}")
-    else:
-        f = path/"model.safetensors"
-        if not f.exists(): raise FileNotFoundError(f"No model.safetensors in {path} (sharded full-model checkpoints are not supported for resume)")
-        model.load_state_dict(load_file(str(f)), strict=False)
-    return model
-
-def _merge_from_full_precision(model):
-    "Merged fp32 copy of a peft model whose base is quantized: reload the base, load the adapter, merge."
-    from transformers import AutoModelForCausalLM
-    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-    name = model.active_adapter if isinstance(model.active_adapter, str) else model.active_adapters[0]
-    pcfg = copy.deepcopy(model.peft_config[name])
-    src = pcfg.base_model_name_or_path or model.get_base_model().config._name_or_path
-    if not src: raise ValueError("save_merged: the quantized base has no name or path to reload it in full precision from.")
-    base = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32)
-    fresh = get_peft_model(base, pcfg)
-    sd = {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(model).items()}
-    set_peft_model_state_dict(fresh, sd)
-    return fresh.merge_and_unload()
-
-def save_merged(model, path, tokenizer=None):
-    "Write `model` with its adapter merged, in fp32, as a folder plain `AutoModelForCausalLM` loads."
-    path = Path(path)
-    if is_peft(model):
-        base = model.get_base_model()
-        if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
-            merged = _merge_from_full_precision(model)
-        else: merged = copy.deepcopy(model).merge_and_unload()
-    else: merged = copy.deepcopy(model)
-    merged = merged.to(dtype=torch.float32)
-    merged.save_pretrained(str(path))
-    if tokenizer is not None: tokenizer.save_pretrained(str(path))
-    return path
-
-# %% ../nbs/15_trainer.ipynb #8f738f8c
-def pair_stats(out: dict, ref_chosen, ref_rejected, beta: float) -> dict:
-    "Per-pair tensors u, s, c, energy (β²·G), z, and the implicit rewards, from a `pair_forward` output."
-    lc, lr = out["logp_chosen"].float(), out["logp_rejected"].float()
-    rw_c, rw_r = beta*(lc - ref_chosen), beta*(lr - ref_rejected)
-    u = rw_c - rw_r
-    G = out["energy"].float()
-    mc, mr = out["mean_logp_chosen"].float(), out["mean_logp_rejected"].float()
-    s, c = scoring.signal(u), scoring.curvature(u)
-    e, z = scoring.energy_scaled(G, beta), scoring.log_odds(mc, mr)
-    return dict(u=u, s=s, c=c, energy=e, z=z, reward_chosen=rw_c, reward_rejected=rw_r)
-
-STAT_KEYS = ("u", "s", "c", "energy", "z")
-
-def adapter_is_zero(model) -> bool:
-    "True when every trainable parameter is LoRA and every LoRA B matrix is zero: the policy computes exactly the reference."
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named or not all("lora_" in n for n, _ in named): return False
-    with torch.no_grad(): return all(not p.any() for n, p in named if "lora_B" in n)
-
-def reference_stats(df) -> dict:
-    "pair_id -> (mean logp chosen, mean logp rejected, energy G) of the reference pass, where the cache has them."
-    cols = [c for c in dpo.REF_COLUMNS if c not in ("ref_logp_chosen", "ref_logp_rejected")]
-    if not all(c in df.columns for c in cols): return {}
-    v = df[cols].to_numpy(float); ok = np.isfinite(v).all(1)
-    return {p: tuple(r) for p, r, k in zip(df.pair_id.astype(str), v, ok) if k}
-
-def stats_from_reference(ref_stats: dict, ids, beta: float) -> dict:
-    "What a scoring pass of the untouched policy returns: u = 0 (policy == reference), z and energy from the cache."
-    v = torch.tensor([ref_stats[p] for p in ids], dtype=torch.float64).reshape(-1, 3)
-    out = pair_stats(dict(logp_chosen=torch.zeros(len(ids)), logp_rejected=torch.zeros(len(ids)), energy=v[:, 2],
-                          mean_logp_chosen=v[:, 0], mean_logp_rejected=v[:, 1]),
-                     torch.zeros(len(ids)), torch.zeros(len(ids)), beta)
-    return {k: out[k].float().numpy() for k in STAT_KEYS}
-
-# %% ../nbs/15_trainer.ipynb #3c570250
-CKPT_FILES = ("adapter", "optimizer.pt", "scheduler.pt", "rng.pt", "selector.json", "trainer_state.json")
-
-def latest_checkpoint(run_dir):
-    "The complete `checkpoints/step-N` folder with the largest N, or None."
-    d = Path(run_dir)/"checkpoints"
-    if not d.exists(): return None
-    done = [p for p in d.glob("step-*") if p.is_dir() and p.name[5:].isdigit() and all((p/f).exists() for f in CKPT_FILES)]
-    return max(done, key=lambda p: int(p.name[5:])) if done else None
-
-# %% ../nbs/15_trainer.ipynb #19f662e2
-_CALLBACKS = ("on_step", "on_pairs", "on_event", "on_snr", "on_eval", "on_checkpoint", "on_end")
-
-class Trainer:
-    "DPO(+NLL) training of `model` on `pairs`, batches chosen by `selector`, logged to `run_dir`."
-    reuse_reference_pass = True     # score an untouched adapter from the reference cache instead of a forward pass
-    def __init__(self, model, tokenizer, pairs, cfg: Config, selector=None, run_dir=None, callbacks=(), eval_fn=None,
-                 resume: bool = False, overwrite: bool = False, progress: bool = True):
-        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.callbacks, self.eval_fn, self.progress = list(callbacks), eval_fn, progress
-        self.run_dir = Path(run_dir if run_dir is not None else cfg.out_dir)
-        self._check_run_dir(resume, overwrite)
-        self.log = RunLog(self.run_dir)
-        self.device = next(model.parameters()).device
-        disable_dropout(model)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        if not self.params: raise ValueError("The model has no trainable parameters (expected a LoRA adapter from load_policy/tiny_model).")
-        self.pairs = self._with_reference(pairs)
-        self.table = self._selector_table(self.pairs)
-        self._rows = {r["pair_id"]: r for r in self.pairs.to_dict("records")}
-        self._ref = {p: (float(r["ref_logp_chosen"]), float(r["ref_logp_rejected"])) for p, r in self._rows.items()}
-        self._ref_stats = reference_stats(self.pairs)
-        self._tok = {}
-        if selector is None:
-            from sage_nb.selectors import make_selector
-            selector = make_selector(cfg.selector, cfg)
-        self.selector = selector
-        self.selector_name = getattr(selector, "name", type(selector).__name__)
-        self._resume = resume
-        self.step, self._started, self._finished = 0, False, False
-        self._stop, self._thread, self.error, self.summary = threading.Event(), None, None, None
-        self.timers = dict(train_s=0.0, score_s=0.0, snr_s=0.0, eval_s=0.0, checkpoint_s=0.0, total_s=0.0)
-        self._score_step, self._in_score = 0.0, False
-        self.nan_streak, self.nan_skips = 0, 0
-        self.eval_before = self.eval_after = self.last_metrics = None
-        self._ckpt_step = -1
-        seed_everything(cfg.seed)
-        self._build_optimizer()
-
-    # ---------- setup
-    def _check_run_dir(self, resume, overwrite):
-        old = [self.run_dir/f"{n}.jsonl" for n in LOGS] + [self.run_dir/"checkpoints"]
-        if resume or not any(p.exists() for p in old): return
-        if not overwrite:
-            raise FileExistsError(f"{self.run_dir} already holds a run. Pass resume=True to continue it, "
-                                  "overwrite=True to replace it, or another run_dir.")
-        for p in old + [self.run_dir/"adapter", self.run_dir/"summary.json", self.run_dir/"config.json"]:
-            if p.is_dir(): shutil.rmtree(p)
-            elif p.exists(): p.unlink()
-
-    def _with_reference(self, pairs) -> pd.DataFrame:
-        "`pairs` as a DataFrame with cached reference log-probs (computed once if missing)."
-        df = pairs.to_pandas() if hasattr(pairs, "to_pandas") and not isinstance(pairs, pd.DataFrame) else pd.DataFrame(pairs)
-        missing = sorted({"pair_id", "prompt", "chosen", "rejected"} - set(df.columns))
-        if missing: raise ValueError(f"pairs lack column(s) {missing}; see the pair schema in sage_nb.data.")
-        if len(df) == 0: raise ValueError("pairs is empty: nothing to train on.")
-        df["pair_id"] = df.pair_id.astype(str)
-        dup = df.pair_id[df.pair_id.duplicated()].tolist()
-        if dup: raise ValueError(f"pair_id must be unique; duplicated: {dup[:5]}")
-        refs = ("ref_logp_chosen", "ref_logp_rejected")
-        fp = dpo.cache_fingerprint(pairs) if hasattr(pairs, "info") else None
-        if fp and all(c in df.columns for c in refs):      # a cache made for another model/tokenizer/lengths is refused
-            dpo.check_fingerprint(fp, dpo.fingerprint(self.model, self.tokenizer, self.cfg))
-        if not all(c in df.columns for c in refs) or df[list(refs)].isna().any().any():
-            from datasets import Dataset
-            ds = pairs if (hasattr(pairs, "add_column") and not any(c in df.columns for c in refs)) else \
-                 Dataset.from_pandas(df.drop(columns=[c for c in refs if c in df.columns]), preserve_index=False)
-            _log.info("computing reference log-probs for %d pairs", len(df))
-            df = dpo.cache_reference(self.model, self.tokenizer, ds, self.cfg, progress=self.progress).to_pandas()
-        return df.reset_index(drop=True)
-
-    @staticmethod
-    def _selector_table(df) -> pd.DataFrame:
-        t = pd.DataFrame({"pair_id": df.pair_id.astype(str)})
-        t["problem_id"] = df.problem_id.astype(str) if "problem_id" in df else t.pair_id
-        t["difficulty"] = df.difficulty.astype(int) if "difficulty" in df else -1
-        t["pass_rate"] = df.pass_rate.astype(float) if "pass_rate" in df else float("nan")
-        for c in ("ref_logp_chosen", "ref_logp_rejected", "source"):
-            if c in df: t[c] = df[c].values
-        return t.reset_index(drop=True)
-
-    def _build_optimizer(self):
-        from transformers import get_scheduler
-        cfg = self.cfg
-        if cfg.scheduler not in ("cosine", "linear", "constant"):
-            raise ValueError(f"cfg.scheduler must be cosine, linear or constant, not {cfg.scheduler!r}")
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        name = "constant_with_warmup" if cfg.scheduler == "constant" else cfg.scheduler
-        self.scheduler = get_scheduler(name, self.optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=max(cfg.steps, 1))
-
-    # ---------- callbacks and logs
-    def _emit(self, kind, payload):
+    def emit(self, kind, payload):
         for cb in self.callbacks:
             fn = getattr(cb, f"on_{kind}", None)
             if fn is None: continue
@@ -254,286 +45,22 @@ class Trainer:
             except Exception as e:
                 _log.warning("callback %s.on_%s raised %s: %s (training continues)", type(cb).__name__, kind, type(e).__name__, e)
 
-    def _write(self, name, rows, kind=None):
+    def write(self, name, rows, kind=None) -> list[dict]:
+        "Append `rows` to log `name`, then send each written row to the callbacks' `on_<kind>`."
         rows = self.log.append(name, rows)
-        for r in rows: self._emit(kind, r)
+        for r in rows: self.emit(kind, r)
         return rows
 
-    def event(self, kind, **kw):
-        "Write a trainer event to events.jsonl and send it to `on_event`."
-        return self._write("events", [dict(step=self.step, kind=kind, **kw)], "event")[0]
+    def drain(self, selector):
+        "The selector's pending pair rows (one `on_pairs` call with all of them) and events."
+        rows = self.log.append("pairs", selector.drain_pair_rows() or [])
+        if rows: self.emit("pairs", rows)
+        self.write("events", selector.drain_events() or [], "event")
 
-    def _drain_selector(self):
-        rows = self.log.append("pairs", self.selector.drain_pair_rows() or [])
-        if rows: self._emit("pairs", rows)
-        self._write("events", self.selector.drain_events() or [], "event")
-
-    # ---------- batches and forward passes
-    def _items(self, ids):
-        out = []
-        for p in ids:
-            if p not in self._tok:
-                if p not in self._rows: raise KeyError(f"The selector asked for pair_id {p!r}, which is not in the pair set.")
-                self._tok[p] = dpo.tokenize_pair(self.tokenizer, self._rows[p], self.cfg.max_length, self.cfg.max_prompt_length)
-            out.append(self._tok[p])
-        return out
-
-    def _batch(self, ids):
-        b = dpo.collate_pairs(self.tokenizer, self._items(ids))
-        return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in b.items()}
-
-    def _refs(self, ids):
-        r = torch.tensor([self._ref[p] for p in ids], dtype=torch.float32, device=self.device)
-        return r[:, 0], r[:, 1]
-
-    def _autocast(self):
-        if self.device.type == "cuda": return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def _forward(self, ids):
-        "pair_forward on `ids` (gradients as the caller's mode allows), with per-pair loss terms and stats."
-        with self._autocast(): out = dpo.pair_forward(self.model, self._batch(ids), on_nonfinite="flag")
-        rc, rr = self._refs(ids)
-        total, d, nll = self.compute_loss(out, rc, rr)
-        return total, d, nll, pair_stats(out, rc, rr, self.cfg.beta)
-
-    def compute_loss(self, out, ref_chosen, ref_rejected):
-        "Per-pair (total, dpo, nll): `dpo_loss` (cfg's beta, loss_type, label_smoothing) + alpha_nll · chosen NLL."
-        res = dpo.pair_loss(out, ref_chosen, ref_rejected, self.cfg)
-        return res.losses, res.dpo, res.nll
-
-    def score_fn(self, pair_ids) -> dict:
-        "Batched no-grad policy pass: numpy arrays u, s, c, energy (β²·G), z aligned with `pair_ids`."
-        t0, was_training, outer = time.perf_counter(), self.model.training, not self._in_score
-        self._in_score = True
-        ids = [str(p) for p in pair_ids]
-        parts = {k: [] for k in STAT_KEYS}
-        try:
-            if self.reuse_reference_pass and all(p in self._ref_stats for p in ids) and adapter_is_zero(self.model):
-                return stats_from_reference(self._ref_stats, ids, self.cfg.beta)
-            order = dpo.length_order(self._items(ids))  # similar lengths share a batch: less padding
-            self.model.eval()
-            with torch.no_grad():
-                for i in range(0, len(ids), max(1, self.cfg.score_batch_size)):
-                    st = self._forward([ids[j] for j in order[i:i + self.cfg.score_batch_size]])[3]
-                    for k in STAT_KEYS: parts[k].append(st[k].float().cpu().numpy())
-        finally:
-            self.model.train(was_training)
-            if outer:
-                dt = time.perf_counter() - t0
-                self._score_step += dt; self.timers["score_s"] += dt; self._in_score = False
-        back = np.argsort(order)                         # results in the caller's order
-        return {k: (np.concatenate(v)[back] if v else np.zeros(0, dtype=np.float32)) for k, v in parts.items()}
-
-    # ---------- one optimizer step
-    def _micro_batches(self, ids):
-        n = max(1, min(self.cfg.grad_accum, len(ids)))
-        size = math.ceil(len(ids)/n)
-        return [ids[i:i + size] for i in range(0, len(ids), size)]
-
-    def _train_step(self, step):
-        cfg, t0 = self.cfg, time.perf_counter()
-        self._score_step, snr_s = 0.0, 0.0
-        ids = [str(p) for p in (self.selector.next_batch(step) or [])]
-        if not ids:
-            raise RuntimeError(f"Selector {self.selector.describe()} returned no pairs for step {step}; "
-                               "the pool is exhausted or every pair was filtered.")
-        if cfg.snr_every and step % cfg.snr_every == 0:
-            t1 = time.perf_counter(); self._snr_probe(step, ids); snr_s = time.perf_counter() - t1
-        self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        sums, stats, ok, bad = dict(loss=0.0, dpo=0.0, nll=0.0), [], True, None
-        for mb in self._micro_batches(ids):
-            total, d, nll, st = self._forward(mb)
-            w = len(mb)/len(ids)
-            loss = total.mean()*w
-            if not torch.isfinite(loss): ok, bad = False, loss.item(); break
-            loss.backward()
-            sums["loss"] += loss.item(); sums["dpo"] += d.mean().item()*w; sums["nll"] += nll.mean().item()*w
-            stats.append({k: v.detach().float().cpu() for k, v in st.items()})
-        grad_norm, lr = float("nan"), self.optimizer.param_groups[0]["lr"]
-        if ok:
-            clip = cfg.max_grad_norm if cfg.max_grad_norm and cfg.max_grad_norm > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip).item()
-            if not math.isfinite(grad_norm): ok, bad = False, grad_norm
-        if ok:
-            self.optimizer.step(); self.scheduler.step(); self.nan_streak = 0
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step = step
-        if ok:
-            st = {k: torch.cat([s[k] for s in stats]) for k in stats[0]}
-            self.selector.observe(step, ids, {k: st[k].numpy() for k in STAT_KEYS})
-            u = st["u"]
-            m = {"loss": sums["loss"], "dpo_loss": sums["dpo"], "nll": sums["nll"],
-                 "rewards/chosen": st["reward_chosen"].mean().item(), "rewards/rejected": st["reward_rejected"].mean().item(),
-                 "rewards/margins": u.mean().item(), "rewards/accuracies": (u > 0).float().mean().item()}
-        else:
-            m = {k: None for k in ("loss", "dpo_loss", "nll", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")}
-        dt = time.perf_counter() - t0 - snr_s
-        self.timers["train_s"] += dt - self._score_step
-        row = dict(step=step, **m, grad_norm=grad_norm, lr=lr, **{"time/step_s": dt, "time/score_s": self._score_step},
-                   selector=self.selector_name)
-        if not ok: row["skipped"] = True
-        self.last_metrics = self._write("metrics", [row], "step")[0]
-        self._drain_selector()
-        if not ok: self._nan_skip(step, bad)
-        return self.last_metrics
-
-    def _nan_skip(self, step, value):
-        self.nan_streak += 1; self.nan_skips += 1
-        _log.warning("step %d: non-finite loss/gradient (%s); step skipped, no update (%d/%d in a row)",
-                       step, value, self.nan_streak, self.cfg.nan_patience)
-        self.event("nan_skip", value=value, streak=self.nan_streak)
-        if self.nan_streak >= self.cfg.nan_patience:
-            path = self.save_checkpoint()
-            raise FloatingPointError(
-                f"Loss or gradient was NaN/inf on {self.nan_streak} consecutive steps (up to step {step}); training stopped. "
-                f"State saved in {path}. Usual causes: learning rate too high (cfg.lr={self.cfg.lr}), "
-                "a pair with an empty or fully truncated response, or bf16 overflow.")
-
-    # ---------- gradient SNR probe
-    def per_pair_grads(self, ids) -> torch.Tensor:
-        "(B, P) gradients of each pair's training loss over the trainable parameters (no .grad is touched)."
-        rows = []
-        for p in ids:       # one pair per pass: a backward from one row of a batched loss costs a whole batch's backward
-            rows.append(flat_grad(torch.autograd.grad(self._forward([p])[0][0], self.params, allow_unused=True), self.params))
-        return torch.stack(rows)
-
-    def _snr_probe(self, step, ids):
-        "SNR of the selected batch and of a uniform batch from the pool, at the same parameters."
-        pool = [str(p) for p in self.selector.pool_ids()]
-        rng = np.random.default_rng([self.cfg.seed, 5113, step])    # its own RNG: the training RNG is untouched
-        uni = [pool[i] for i in rng.choice(len(pool), size=min(len(ids), len(pool)), replace=False)]
-        was_training = self.model.training
-        self.model.train()
-        t0 = time.perf_counter()
-        nan = dict(snr=float("nan"), raw=float("nan"))
-        try:
-            a = gradient_snr(self.per_pair_grads(ids)) if len(ids) > 1 else nan
-            b = gradient_snr(self.per_pair_grads(uni)) if len(uni) > 1 else nan
-        finally: self.model.train(was_training)
-        self.timers["snr_s"] += time.perf_counter() - t0
-        row = dict(step=step, snr_selected=a["snr"], snr_uniform=b["snr"], raw_selected=a["raw"], raw_uniform=b["raw"],
-                   batch_size=len(ids))
-        return self._write("snr", [row], "snr")[0]
-
-    # ---------- eval
-    def evaluate(self):
-        "Run `eval_fn(model)` now; log and return its row (None without an eval_fn)."
-        if self.eval_fn is None: return None
-        t0, was_training = time.perf_counter(), self.model.training
-        self.model.eval()
-        try: res = self.eval_fn(self.model)
-        finally: self.model.train(was_training)
-        self.timers["eval_s"] += time.perf_counter() - t0
-        return self._write("eval", [dict(step=self.step, **(res or {}))], "eval")[0]
-
-    # ---------- checkpoints
-    def save_checkpoint(self):
-        "Write `checkpoints/step-N` atomically (adapter, optimizer, scheduler, RNG, selector, counters)."
-        t0, step = time.perf_counter(), self.step
-        root = self.run_dir/"checkpoints"; root.mkdir(parents=True, exist_ok=True)
-        final, tmp = root/f"step-{step}", root/f".tmp-step-{step}-{os.getpid()}"
-        if tmp.exists(): shutil.rmtree(tmp)
-        tmp.mkdir()
-        save_adapter(self.model, tmp/"adapter")
-        torch.save(self.optimizer.state_dict(), tmp/"optimizer.pt")
-        torch.save(self.scheduler.state_dict(), tmp/"scheduler.pt")
-        torch.save(rng_state(), tmp/"rng.pt")
-        (tmp/"selector.json").write_text(json.dumps(jsonable(self.selector.state_dict())))
-        state = dict(step=step, log_lines=self.log.line_counts(), timers=self.timers, nan_streak=self.nan_streak,
-                     nan_skips=self.nan_skips, eval_before=self.eval_before, eval_after=self.eval_after,
-                     selector=self.selector_name, seed=self.cfg.seed)
-        (tmp/"trainer_state.json").write_text(json.dumps(jsonable(state), indent=1))
-        if final.exists(): shutil.rmtree(final)
-        os.replace(tmp, final)
-        self._ckpt_step = step
-        self.timers["checkpoint_s"] += time.perf_counter() - t0
-        self.event("checkpoint", path=str(final))
-        self._emit("checkpoint", str(final))
-        return final
-
-    def _restore(self):
-        "Load the latest complete checkpoint and roll the logs back to its step. False if there is none."
-        ck = latest_checkpoint(self.run_dir)
-        if ck is None:
-            _log.warning("resume=True but %s has no complete checkpoint: starting from scratch", self.run_dir)
-            self.log.truncate(-1)
-            return False
-        if (self.run_dir/"config.json").exists():
-            old = json.loads((self.run_dir/"config.json").read_text()); new = jsonable(self.cfg.to_dict())
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "steps")
-            if diff: _log.warning("resuming %s with a config that differs from its config.json in: %s", self.run_dir, ", ".join(diff))
-        state = json.loads((ck/"trainer_state.json").read_text())
-        load_adapter_weights(self.model, ck/"adapter")
-        self.optimizer.load_state_dict(torch.load(ck/"optimizer.pt", map_location=self.device, weights_only=False))
-        self.scheduler.load_state_dict(torch.load(ck/"scheduler.pt", weights_only=False))
-        self.selector.start(self.table, self.score_fn)
-        self.selector.drain_events(); self.selector.drain_pair_rows()     # already in the logs up to the checkpoint
-        self.selector.load_state_dict(json.loads((ck/"selector.json").read_text()))
-        self.step = self._ckpt_step = state["step"]
-        self.timers.update(state.get("timers") or {})
-        self.nan_streak, self.nan_skips = state.get("nan_streak", 0), state.get("nan_skips", 0)
-        self.eval_before, self.eval_after = state.get("eval_before"), state.get("eval_after")
-        dropped = self.log.truncate(self.step)
-        m = read_jsonl(self.log.path("metrics"))
-        self.last_metrics = m[-1] if m else None
-        set_rng_state(torch.load(ck/"rng.pt", weights_only=False))
-        self.event("resume", path=str(ck), dropped=dropped)
-        return True
-
-    # ---------- the loop
-    def _setup(self):
-        if self._started: return
-        self._started = True
-        if self._resume and self._restore(): return
-        self.cfg.to_json(self.run_dir/"config.json")
-        seed_everything(self.cfg.seed)
-        self.selector.start(self.table, self.score_fn)
-        self._drain_selector()
-        self.eval_before = self.evaluate()
-
-    def train(self) -> dict:
-        "Run the remaining optimizer steps (up to `cfg.steps`); returns the summary."
-        from tqdm.auto import tqdm
-        t0 = time.perf_counter()
-        self._stop.clear(); self._finished = False
-        try:
-            self._setup()
-            cfg, stopped = self.cfg, False
-            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.selector_name}", disable=not self.progress)
-            try:
-                while self.step < cfg.steps:
-                    if self._stop.is_set(): stopped = True; break
-                    m = self._train_step(self.step + 1)
-                    bar.update(1)
-                    if m.get("loss") is not None: bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['rewards/accuracies']:.2f}")
-                    if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps: self.evaluate()
-                    if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps: self.save_checkpoint()
-            finally: bar.close()
-            if stopped:
-                if self._ckpt_step != self.step: self.save_checkpoint()
-                self.event("stop")
-            elif self.eval_fn is not None and not (self.eval_after and self.eval_after.get("step") == self.step):
-                self.eval_after = self.evaluate()
-            if self._ckpt_step != self.step: self.save_checkpoint()
-            save_adapter(self.model, self.run_dir/"adapter")
-        finally:
-            self.timers["total_s"] += time.perf_counter() - t0
-        self.summary = self._summary(stopped)
-        (self.run_dir/"summary.json").write_text(json.dumps(self.summary, indent=1))
-        self._emit("end", self.summary)
-        self._finished = True
-        return self.summary
-
-    def _summary(self, stopped):
-        t = self.timers
-        return jsonable(dict(steps=self.step, steps_planned=self.cfg.steps, stopped=stopped, selector=self.selector_name,
-                             final=self.last_metrics, eval_before=self.eval_before, eval_after=self.eval_after,
-                             time={k: t[k] for k in ("train_s", "score_s", "snr_s", "eval_s", "checkpoint_s", "total_s")},
-                             nan_skips=self.nan_skips, run_dir=str(self.run_dir)))
-
-    # ---------- background mode
+# %% ../nbs/15_trainer.ipynb #b0a00023
+class Background:
+    "`start()` runs `self.train()` in a thread; `stop()` sets `self._stop`, which `train()` checks between steps."
+    _thread = error = summary = None
     def _bg(self):
         try: self.train()
         except BaseException as e:
@@ -562,5 +89,260 @@ class Trainer:
     @property
     def running(self) -> bool: return self._thread is not None and self._thread.is_alive()
 
+# %% ../nbs/15_trainer.ipynb #19f662e2
+class Trainer(Background):
+    "DPO(+NLL) training of `model` on `pairs` (with reference columns), batches chosen by `selector`, logged to `run_dir`."
+    reuse_reference_pass = True     # score an untouched adapter from the reference cache instead of a forward pass
+    def __init__(self, model, tokenizer, pairs, cfg: Config, selector=None, run_dir=None, callbacks=(), eval_fn=None,
+                 resume: bool = False, progress: bool = True):
+        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
+        self.eval_fn, self.progress, self._resume = eval_fn, progress, resume
+        self.run_dir = Path(run_dir if run_dir is not None else cfg.out_dir)
+        if not resume and ckpt.run_exists(self.run_dir):
+            raise FileExistsError(f"{self.run_dir} already holds a run. Pass resume=True to continue it, call "
+                                  "prepare_run_dir(run_dir, overwrite=True) to replace it, or use another run_dir.")
+        self.device = next(model.parameters()).device
+        disable_dropout(model)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params: raise ValueError("The model has no trainable parameters (expected a LoRA adapter from load_policy/tiny_model).")
+        self.store = PairStore(pairs, tokenizer, cfg, model=model)
+        if selector is None:
+            from sage_nb.selectors import make_selector
+            selector = make_selector(cfg.selector, cfg)
+        self.selector, self.selector_name = selector, getattr(selector, "name", type(selector).__name__)
+        self.events, self._stop = RunEvents(self.run_dir, callbacks), threading.Event()
+        self.step, self._ckpt_step, self._started, self._finished = 0, -1, False, False
+        self.timers = dict.fromkeys(("train_s", "score_s", "snr_s", "eval_s", "checkpoint_s", "total_s"), 0.0)
+        self._score_step, self._in_score, self.nan_streak, self.nan_skips = 0.0, False, 0, 0
+        self.eval_before = self.eval_after = self.last_metrics = None
+        self.optimizer, self.scheduler = make_optimizer(self.params, cfg)
+
+    @property
+    def log(self) -> RunLog: return self.events.log
+
+    def event(self, kind, **kw):
+        "Write a trainer event to events.jsonl and send it to `on_event`."
+        return self.events.write("events", [dict(step=self.step, kind=kind, **kw)], "event")[0]
+
     def __repr__(self):
         return f"Trainer({self.selector_name}, step {self.step}/{self.cfg.steps}, run_dir={str(self.run_dir)!r}, running={self.running})"
+
+def patch_method(f):
+    "Add `f` to `Trainer` as a method, so the class can be read (and tested) in parts."
+    setattr(Trainer, f.__name__, f)
+    return f
+
+# %% ../nbs/15_trainer.ipynb #b0a00004
+@patch_method
+def compute_loss(self, out, ref_chosen, ref_rejected):
+    "Per-pair (total, dpo, nll): `dpo_loss` (cfg's beta, loss_type, label_smoothing) + alpha_nll · chosen NLL."
+    return self.store.loss(out, ref_chosen, ref_rejected)
+
+@patch_method
+def forward(self, ids):
+    "`PairStore.forward` of the policy on `ids`: per-pair (total, dpo, nll, stats)."
+    return self.store.forward(self.model, ids, self.compute_loss)
+
+@patch_method
+def score_fn(self, pair_ids) -> dict:
+    "`PairStore.score` of the policy: numpy arrays u, s, c, energy (β²·G), z aligned with `pair_ids`."
+    t0, outer = time.perf_counter(), not self._in_score
+    self._in_score = True
+    try: return self.store.score(self.model, pair_ids, self.reuse_reference_pass, self.compute_loss)
+    finally:
+        if outer:
+            dt = time.perf_counter() - t0
+            self._score_step += dt; self.timers["score_s"] += dt; self._in_score = False
+
+# %% ../nbs/15_trainer.ipynb #b0a00007
+METRIC_KEYS = ("loss", "dpo_loss", "nll", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
+
+def micro_batches(ids, grad_accum: int) -> list[list]:
+    n = max(1, min(grad_accum, len(ids)))
+    size = math.ceil(len(ids)/n)
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+def accumulate_grads(forward, ids, grad_accum: int):
+    "Backward over micro-batches: (loss sums, per-pair stats), or (None, the bad value) at a non-finite loss."
+    sums, stats = dict(loss=0.0, dpo=0.0, nll=0.0), []
+    for mb in micro_batches(ids, grad_accum):
+        total, d, nll, st = forward(mb)
+        w = len(mb)/len(ids)
+        loss = total.mean()*w
+        if not torch.isfinite(loss): return None, loss.item()
+        loss.backward()
+        sums["loss"] += loss.item(); sums["dpo"] += d.mean().item()*w; sums["nll"] += nll.mean().item()*w
+        stats.append({k: v.detach().float().cpu() for k, v in st.items()})
+    return sums, {k: torch.cat([s[k] for s in stats]) for k in stats[0]}
+
+def clip_and_step(params, optimizer, scheduler, max_grad_norm) -> float:
+    "Clip the gradient norm (no clipping for `max_grad_norm` <= 0) and, if it is finite, step the optimizer and schedule."
+    clip = max_grad_norm if max_grad_norm and max_grad_norm > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
+    if math.isfinite(grad_norm): optimizer.step(); scheduler.step()
+    return grad_norm
+
+def step_metrics(sums, st) -> dict:
+    "The `metrics.jsonl` numbers of a step from its loss sums and per-pair stats."
+    u = st["u"]
+    return dict(zip(METRIC_KEYS, (sums["loss"], sums["dpo"], sums["nll"], st["reward_chosen"].mean().item(),
+                                  st["reward_rejected"].mean().item(), u.mean().item(), (u > 0).float().mean().item())))
+
+# %% ../nbs/15_trainer.ipynb #b0a00031
+@patch_method
+def _train_step(self, step):
+    cfg, t0 = self.cfg, time.perf_counter()
+    self._score_step, snr_s = 0.0, 0.0
+    ids = [str(p) for p in (self.selector.next_batch(step) or [])]
+    if not ids:
+        raise RuntimeError(f"Selector {self.selector.describe()} returned no pairs for step {step}; "
+                           "the pool is exhausted or every pair was filtered.")
+    if cfg.snr_every and step % cfg.snr_every == 0:
+        t1 = time.perf_counter(); self._snr_probe(step, ids); snr_s = time.perf_counter() - t1
+    self.model.train()
+    self.optimizer.zero_grad(set_to_none=True)
+    sums, st = accumulate_grads(self.forward, ids, cfg.grad_accum)
+    ok, bad, lr = sums is not None, st, self.optimizer.param_groups[0]["lr"]
+    grad_norm = clip_and_step(self.params, self.optimizer, self.scheduler, cfg.max_grad_norm) if ok else float("nan")
+    if not math.isfinite(grad_norm) and ok: ok, bad = False, grad_norm
+    if ok: self.nan_streak = 0
+    self.optimizer.zero_grad(set_to_none=True)
+    self.step = step
+    if ok: self.selector.observe(step, ids, {k: st[k].numpy() for k in STAT_KEYS})
+    m = step_metrics(sums, st) if ok else dict.fromkeys(METRIC_KEYS)
+    dt = time.perf_counter() - t0 - snr_s
+    self.timers["train_s"] += dt - self._score_step
+    row = dict(step=step, **m, grad_norm=grad_norm, lr=lr, **{"time/step_s": dt, "time/score_s": self._score_step},
+               selector=self.selector_name)
+    if not ok: row["skipped"] = True
+    self.last_metrics = self.events.write("metrics", [row], "step")[0]
+    self.events.drain(self.selector)
+    if not ok: self._nan_skip(step, bad)
+    return self.last_metrics
+
+@patch_method
+def _nan_skip(self, step, value):
+    self.nan_streak += 1; self.nan_skips += 1
+    _log.warning("step %d: non-finite loss/gradient (%s); step skipped, no update (%d/%d in a row)",
+                 step, value, self.nan_streak, self.cfg.nan_patience)
+    self.event("nan_skip", value=value, streak=self.nan_streak)
+    if self.nan_streak >= self.cfg.nan_patience:
+        path = self.save_checkpoint()
+        raise FloatingPointError(
+            f"Loss or gradient was NaN/inf on {self.nan_streak} consecutive steps (up to step {step}); training stopped. "
+            f"State saved in {path}. Usual causes: learning rate too high (cfg.lr={self.cfg.lr}), "
+            "a pair with an empty or fully truncated response, or bf16 overflow.")
+
+@patch_method
+def _snr_probe(self, step, ids):
+    "`probe.snr_probe` on the selected batch and a uniform one from the pool; one `snr.jsonl` row."
+    pool = self.selector.pool_ids()
+    t0 = time.perf_counter()
+    row = probe.snr_probe(self.model, self.forward, self.params, ids, pool, self.cfg.seed, step)
+    self.timers["snr_s"] += time.perf_counter() - t0
+    return self.events.write("snr", [row], "snr")[0]
+
+# %% ../nbs/15_trainer.ipynb #b0a00010
+@patch_method
+def evaluate(self):
+    "Run `eval_fn(model)` now; log and return its row (None without an eval_fn)."
+    if self.eval_fn is None: return None
+    t0, was_training = time.perf_counter(), self.model.training
+    self.model.eval()
+    try: res = self.eval_fn(self.model)
+    finally: self.model.train(was_training)
+    self.timers["eval_s"] += time.perf_counter() - t0
+    return self.events.write("eval", [dict(step=self.step, **(res or {}))], "eval")[0]
+
+@patch_method
+def save_checkpoint(self):
+    "Write `checkpoints/step-N` atomically (adapter, optimizer, scheduler, RNG, selector, counters)."
+    t0, step = time.perf_counter(), self.step
+    state = dict(step=step, log_lines=self.log.line_counts(), timers=self.timers, nan_streak=self.nan_streak,
+                 nan_skips=self.nan_skips, eval_before=self.eval_before, eval_after=self.eval_after,
+                 selector=self.selector_name, seed=self.cfg.seed)
+    final = ckpt.save_checkpoint(self.run_dir/"checkpoints"/f"step-{step}", self.model, self.optimizer, self.scheduler,
+                                 self.selector.state_dict(), state)
+    self._ckpt_step = step
+    self.timers["checkpoint_s"] += time.perf_counter() - t0
+    self.event("checkpoint", path=str(final))
+    self.events.emit("checkpoint", str(final))
+    return final
+
+@patch_method
+def _restore(self):
+    "Load the latest complete checkpoint and roll the logs back to its step. False if there is none."
+    got = ckpt.resume_from(self.run_dir, self.cfg, self.model, self.optimizer, self.scheduler, map_location=self.device)
+    if got is None:
+        self.log.truncate(-1)
+        return False
+    self.selector.start(self.store.table(), self.score_fn)
+    self.selector.drain_events(); self.selector.drain_pair_rows()     # already in the logs up to the checkpoint
+    self.selector.load_state_dict(got["selector"])
+    state = got["trainer"]
+    self.step = self._ckpt_step = state["step"]
+    self.timers.update(state.get("timers") or {})
+    self.nan_streak, self.nan_skips = state.get("nan_streak", 0), state.get("nan_skips", 0)
+    self.eval_before, self.eval_after = state.get("eval_before"), state.get("eval_after")
+    dropped = self.log.truncate(self.step)
+    m = self.log.read("metrics")
+    self.last_metrics = m[-1] if m else None
+    set_rng_state(got["rng"])
+    self.event("resume", path=str(got["path"]), dropped=dropped)
+    return True
+
+# %% ../nbs/15_trainer.ipynb #b0a00013
+def run_summary(tr, stopped: bool) -> dict:
+    "What `summary.json` holds: steps, whether stopped, final metrics, evals, the time split, NaN skips."
+    t = tr.timers
+    return jsonable(dict(steps=tr.step, steps_planned=tr.cfg.steps, stopped=stopped, selector=tr.selector_name,
+                         final=tr.last_metrics, eval_before=tr.eval_before, eval_after=tr.eval_after,
+                         time={k: t[k] for k in ("train_s", "score_s", "snr_s", "eval_s", "checkpoint_s", "total_s")},
+                         nan_skips=tr.nan_skips, run_dir=str(tr.run_dir)))
+
+@patch_method
+def _setup(self):
+    if self._started: return
+    self._started = True
+    self.run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(self.cfg.seed)
+    if self._resume and self._restore(): return
+    self.cfg.to_json(self.run_dir/"config.json")
+    seed_everything(self.cfg.seed)
+    self.selector.start(self.store.table(), self.score_fn)
+    self.events.drain(self.selector)
+    self.eval_before = self.evaluate()
+
+@patch_method
+def train(self) -> dict:
+    "Run the remaining optimizer steps (up to `cfg.steps`); returns the summary."
+    from tqdm.auto import tqdm
+    t0 = time.perf_counter()
+    self._stop.clear(); self._finished = False
+    try:
+        self._setup()
+        cfg, stopped = self.cfg, False
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.selector_name}", disable=not self.progress)
+        try:
+            while self.step < cfg.steps:
+                if self._stop.is_set(): stopped = True; break
+                m = self._train_step(self.step + 1)
+                bar.update(1)
+                if m.get("loss") is not None: bar.set_postfix(loss=f"{m['loss']:.4f}", acc=f"{m['rewards/accuracies']:.2f}")
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps: self.evaluate()
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps: self.save_checkpoint()
+        finally: bar.close()
+        if stopped:
+            if self._ckpt_step != self.step: self.save_checkpoint()
+            self.event("stop")
+        elif self.eval_fn is not None and not (self.eval_after and self.eval_after.get("step") == self.step):
+            self.eval_after = self.evaluate()
+        if self._ckpt_step != self.step: self.save_checkpoint()
+        save_adapter(self.model, self.run_dir/"adapter")
+    finally:
+        self.timers["total_s"] += time.perf_counter() - t0
+    self.summary = run_summary(self, stopped)
+    (self.run_dir/"summary.json").write_text(json.dumps(self.summary, indent=1))
+    self.events.emit("end", self.summary)
+    self._finished = True
+    return self.summary

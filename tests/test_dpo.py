@@ -12,8 +12,8 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from sage_nb.config import Config
 from sage_nb.models import tiny_model, chat_prompt, reference_mode
-from sage_nb.dpo import (tokenize_pair, collate_pairs, pair_forward, dpo_loss, pair_loss, cache_reference,
-                         fingerprint, save_reference_cache, load_reference_cache, PairTooLong)
+from sage_nb.dpo import tokenize_pair, collate_pairs, pair_forward, dpo_loss, pair_loss, PairTooLong
+from sage_nb.reference import cache_reference, fingerprint, save_reference_cache, load_reference_cache
 
 
 def _pairs(tok):

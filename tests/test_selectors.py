@@ -30,7 +30,8 @@ def pairs():
         q = f"What is {a}+{b}?"
         rows.append(make_pair(chat_prompt(tok, q), f"{a}+{b}={a+b}. #### {a+b}", f"{a}+{b}={a+b+1}. #### {a+b+1}",
                               problem_id=f"p{i}", difficulty=i % 3, pass_rate=float("nan"), question=q, gold=str(a+b)))
-    return pairs_dataset(rows)
+    from sage_nb.reference import cache_reference
+    return cache_reference(tiny_model(seed=0)[0], tok, pairs_dataset(rows), _cfg("uniform"), progress=False)
 
 
 def _read(d, name): return [json.loads(l) for l in (Path(d)/f"{name}.jsonl").read_text().splitlines() if l.strip()]

@@ -10,6 +10,7 @@ import sys, time
 from sage_nb.config import Config
 from sage_nb.models import tiny_model, chat_prompt
 from sage_nb.data import make_pair, pairs_dataset
+from sage_nb.reference import cache_reference
 from sage_nb.trainer import Trainer
 
 run_dir, resume, pause = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
@@ -28,7 +29,8 @@ selector = make_selector("uniform", cfg)
 class Pause:
     def on_step(self, m): time.sleep(pause)
 
-Trainer(model, tok, pairs_dataset(rows), cfg, selector=selector, run_dir=run_dir, callbacks=[Pause()],
+pairs = cache_reference(model, tok, pairs_dataset(rows), cfg, progress=False)
+Trainer(model, tok, pairs, cfg, selector=selector, run_dir=run_dir, callbacks=[Pause()],
         resume=resume, progress=False).train()
 '''
 
@@ -105,7 +107,7 @@ def test_save_merged_from_4bit_base(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
     from sage_nb.models import tiny_model, load_policy
-    from sage_nb.trainer import save_merged, save_adapter
+    from sage_nb.checkpoint import save_merged, save_adapter
     base, tok = tiny_model(lora=False)
     base.save_pretrained(tmp_path/"base"); tok.save_pretrained(tmp_path/"base")
     m, tok = load_policy(str(tmp_path/"base"), quantize="nf4", lora_r=8, lora_alpha=16)
@@ -130,7 +132,8 @@ def test_uniform_dpo_lowers_held_out_loss(tmp_path):
     from sage_nb.config import Config
     from sage_nb.models import tiny_model, chat_prompt
     from sage_nb.data import make_pair, pairs_dataset
-    from sage_nb.dpo import cache_reference, collate_pairs, pair_forward, pair_loss
+    from sage_nb.dpo import collate_pairs, pair_forward, pair_loss
+    from sage_nb.reference import cache_reference
     from sage_nb.trainer import Trainer
     model, tok = tiny_model()
     def pairs(names):
@@ -146,6 +149,7 @@ def test_uniform_dpo_lowers_held_out_loss(tmp_path):
             res = pair_loss(pair_forward(model, b), b["ref_logp_chosen"], b["ref_logp_rejected"], cfg)
         return float(res.dpo.mean()), float((res.margins > 0).float().mean())
     loss0, acc0 = held_out()
+    train = cache_reference(model, tok, train, cfg, progress=False)
     Trainer(model, tok, train, cfg, run_dir=tmp_path/"run", progress=False).train()
     loss1, acc1 = held_out()
     assert math.isclose(loss0, math.log(2), abs_tol=1e-4)
