@@ -90,3 +90,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"sage-nb {ns.cmd}: interrupted; logs and checkpoints written so far are kept (resume with --resume).", file=sys.stderr)
         sys.exit(130)
+
+# %% ../nbs/23_cli.ipynb #d4543153
+#| eval: false
+if __name__ == "__main__": main()

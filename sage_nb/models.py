@@ -124,17 +124,19 @@ def tiny_model(lora: bool = True, seed: int = 0, hidden: int = 64, layers: int =
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                       tie_word_embeddings=True)
     model = LlamaForCausalLM(cfg).float()
-    if lora: model = add_lora(model, r=lora_r, alpha=2*lora_r)
+    if lora: model = add_lora(model, r=lora_r, alpha=2*lora_r, seed=seed)
     return model, tok
 
 # %% ../nbs/01_models.ipynb #973401c5
-def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules="all-linear"):
-    "Wrap `model` in a peft LoRA adapter; only the adapter trains."
+def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules="all-linear", seed: int = 0):
+    "Wrap `model` in a peft LoRA adapter whose initial weights depend only on `seed`; only the adapter trains."
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, cfg)
+    with torch.random.fork_rng(devices=[]):   # the adapter's init: from `seed` alone, and the caller's RNG untouched
+        torch.manual_seed(seed)
+        return get_peft_model(model, cfg)
 
 @contextlib.contextmanager
 def reference_mode(model):
@@ -159,8 +161,8 @@ def _nf4_works(model) -> bool:
     except Exception: return False
 
 def load_policy(name_or_path: str = "default", quantize: str = "auto", lora: bool = True, lora_r: int = 16,
-                lora_alpha: int = 32, lora_dropout: float = 0.0, device: str = "auto"):
-    "(model, tokenizer): the policy to train; with `lora`, a peft model whose disabled adapter is the reference."
+                lora_alpha: int = 32, lora_dropout: float = 0.0, device: str = "auto", seed: int = 0):
+    "(model, tokenizer): the policy to train; with `lora`, a peft model (adapter initialised from `seed`) whose disabled adapter is the reference."
     from transformers import AutoModelForCausalLM
     if quantize not in ("auto", "nf4", "none", None, False, True):
         raise ValueError(f"quantize must be 'auto', 'nf4' or 'none', not {quantize!r}")
@@ -185,5 +187,5 @@ def load_policy(name_or_path: str = "default", quantize: str = "auto", lora: boo
         raise ValueError(f"Tokenizer of {name_or_path!r} has {len(tok)} tokens but the model's embedding has "
                          f"{model.get_input_embeddings().weight.shape[0]} rows: mismatched tokenizer and model.")
     model.config.pad_token_id = tok.pad_token_id
-    if lora: model = add_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout)
+    if lora: model = add_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout, seed=seed)
     return model, tok

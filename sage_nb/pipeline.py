@@ -85,7 +85,7 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
         run_dir = fresh_run_dir(cfg.out_dir); cfg = cfg.replace(out_dir=str(run_dir))
     t0 = time.perf_counter()
     _log(f"run folder {run_dir}; selector {cfg.selector}, {cfg.steps} steps of {cfg.batch_size} pairs, seed {cfg.seed}")
-    model, tok = load_policy(cfg.model, quantize=cfg.quantize, lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+    model, tok = load_policy(cfg.model, quantize=cfg.quantize, lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed,
                              lora_dropout=cfg.lora_dropout, device=cfg.device)
     pairs = with_reference(cfg, model, tok, get_pairs(cfg, model, tok))
     eval_problems = get_problems(cfg, "eval") if cfg.n_eval_problems > 0 else []
