@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_rollout.ipynb #f5553e13
 from __future__ import annotations
-import logging, random, re, time
+import copy, logging, os, random, re, time
 from pathlib import Path
 import torch
 from .data import (INSTRUCTION, check_answer, format_prompt, make_pair, pairs_dataset, validate_pairs)
@@ -79,13 +79,16 @@ class _Rows:
         for a in self._vecs()[1:]: setattr(self, a, torch.cat([getattr(self, a), getattr(o, a)]))
         return self
 
-def _prefill(model, enc, idx, n, pad, dev) -> _Rows:
-    "Prefill prompts `idx` (token lists `enc`) left-padded in one forward, each repeated `n` times."
-    L = max(len(enc[i]) for i in idx)
-    ids = torch.tensor([[pad] * (L - len(enc[i])) + enc[i] for i in idx], device=dev)
-    mask = torch.tensor([[0] * (L - len(enc[i])) + [1] * len(enc[i]) for i in idx], device=dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+def _prefill(model, enc, idx, n, pad, dev, prefix=None) -> _Rows:
+    "Prefill prompts `idx` (token lists `enc`) in one forward, each repeated `n` times; `prefix`: (P, cache of the shared first P tokens)."
+    P, pc = prefix or (0, None)
+    L = max(len(enc[i]) for i in idx) - P
+    ids = torch.tensor([[pad] * (L + P - len(enc[i])) + enc[i][P:] for i in idx], device=dev)
+    mask = torch.tensor([[1] * P + [0] * (L + P - len(enc[i])) + [1] * (len(enc[i]) - P) for i in idx], device=dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]
+    cache = None
+    if pc is not None: cache = copy.deepcopy(pc); cache.batch_repeat_interleave(len(idx))
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
     rows = (torch.tensor(idx, device=dev)[:, None] * n + torch.arange(n, device=dev)).flatten()
     r = _Rows(out.cache, mask, pos[:, -1], rows, out.logits[:, -1].float())
     if n > 1:
@@ -104,15 +107,18 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
     stops = torch.tensor(sorted(_stop_ids(tokenizer, model)), device=dev)
     nl = _newline_ids(tokenizer).to(dev) if stop_after_answer else None
     enc = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
-    queue = list(range(len(prompts)))
+    queue, prefix = list(range(len(prompts))), None
+    P = min(len(os.path.commonprefix(enc)), min(map(len, enc)) - 1) if len(enc) > 1 else 0
     gen = [[] for _ in range(len(prompts) * n)]
     def admit(b):
         room = (max(batch_size, n) - (0 if b is None else len(b))) // n     # whole prompts that fit
         if not queue or room <= 0: return b
-        new = _prefill(model, enc, queue[:room], n, pad, dev); del queue[:room]
+        new = _prefill(model, enc, queue[:room], n, pad, dev, prefix); del queue[:room]
         return new if b is None else b.merge(new)
     was_training = model.training; model.eval()
     try:
+        if P >= 8:                                             # the chat template's system turn, shared by all prompts
+            prefix = (P, model(input_ids=torch.tensor([enc[0][:P]], device=dev), use_cache=True, logits_to_keep=1).cache)
         b = admit(None)
         if nl is not None and len(nl) < b.logits.shape[-1]:    # embedding rows beyond the tokenizer (padded vocab)
             nl = torch.cat([nl, nl.new_zeros(b.logits.shape[-1] - len(nl))])
