@@ -1,67 +1,114 @@
-"""Sampling throughput: sage_nb's KV-cache loop vs `model.generate`, same prompts, same k, one run.
+"""Sampling and greedy-evaluation throughput: sage_nb's KV-cache loop vs `model.generate`, same prompts, one run.
 
-    .venv/bin/python bench/bench_rollout.py [--problems 8] [--k 4] [--max-new-tokens 64] [--lora] [--threads N]
+    .venv/bin/python bench/bench_rollout.py [--per-level 8] [--levels 0 1] [--k 4] [--max-new-tokens 64]
+                                            [--batch-size 32] [--threads 1] [--lora] [--tiny]
 
-Useful tokens = generated tokens up to and including each row's end token (padding after a row ended
-does not count). Both paths sample at the same temperature; the KV loop is run without its
-stop-after-`####`-line rule so both decode the same kind of sequences.
+Both paths get the same prompts, the same token budget, the same rows in flight (`--batch-size`: prompts x k
+per `generate` call; the loop's queue keeps that many rows running) and the same torch thread count.
+Useful tokens = generated tokens up to and including each row's end token (what `generate` computes for a
+row after it ended does not count). The loop runs without its stop-after-`####`-line rule so that both
+paths decode the same kind of sequences; greedy outputs of the two paths are compared token by token.
+Tokens/s are given per wall-clock second and per second of this process's CPU time; the GOAL ratios use
+CPU time, which other jobs on a shared machine do not inflate (with one torch thread it is the compute spent).
+`--tiny` runs a random tiny model in seconds (it checks the script, its numbers mean nothing).
+The last lines read `GOAL <name> <ratio> 3.0 PASS|FAIL`.
 """
-import argparse, time
+import argparse, os, time
 import torch
-from sage_nb.models import load_policy
+from sage_nb.models import load_policy, tiny_model
 from sage_nb.data import make_problems, format_prompt
-from sage_nb.rollout import kv_generate
+from sage_nb.rollout import kv_generate, _stop_ids
+
+TARGET = 3.0
 
 
-def hf_generate(model, tok, prompts, k, max_new_tokens, temperature, seed):
-    "Useful tokens from `model.generate` on left-padded batches with num_return_sequences=k."
+def useful(rows, stops, budget):
+    "Tokens up to and including the first end token of each row (at most `budget`)."
+    n = 0
+    for r in rows:
+        r = r[:budget]
+        n += next((i + 1 for i, t in enumerate(r) if t in stops), len(r))
+    return n
+
+
+def strip(rows, stops):
+    "Each row cut before its first end token (the loop's output format)."
+    return [r[:next((i for i, t in enumerate(r) if t in stops), len(r))] for r in rows]
+
+
+def hf_generate(model, tok, prompts, k, max_new_tokens, temperature, stops, seed):
+    "New-token rows from `model.generate` on one left-padded batch (k rows per prompt; temperature 0 = greedy)."
     torch.manual_seed(seed)
     tok.padding_side = "left"
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    out = model.generate(**enc, do_sample=True, temperature=temperature, top_p=1.0, top_k=0, num_return_sequences=k,
-                         max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    new = out[:, enc.input_ids.shape[1]:]
-    useful = 0
-    for row in new.tolist():
-        useful += (row.index(tok.eos_token_id) + 1) if tok.eos_token_id in row else len(row)
-    return useful
+    kw = dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0) if temperature > 0 else dict(do_sample=False)
+    with torch.inference_mode():
+        out = model.generate(**enc, **kw, num_return_sequences=k, max_new_tokens=max_new_tokens,
+                             pad_token_id=tok.pad_token_id, eos_token_id=sorted(stops))
+    return out[:, enc.input_ids.shape[1]:].tolist()
 
 
-def main():
+def measure(model, tok, prompts, k, a, stops):
+    "{path: (useful tokens, seconds, rows)} for the loop and for `generate` at temperature `a.temperature` or 0."
+    temp = a.temperature if k > 1 else 0.0
+    res = {}
+    t0, c0, st = time.perf_counter(), time.process_time(), {}
+    rows = kv_generate(model, tok, prompts, k, a.max_new_tokens, temp, 1.0, torch.Generator().manual_seed(a.seed),
+                       stop_after_answer=False, stats=st, batch_size=a.batch_size)
+    res["kv_loop"] = (st["tokens"], time.perf_counter() - t0, time.process_time() - c0, rows)
+    per, t0, c0, rows = max(1, a.batch_size // k), time.perf_counter(), time.process_time(), []
+    for i in range(0, len(prompts), per):
+        rows += hf_generate(model, tok, prompts[i:i + per], k, a.max_new_tokens, temp, stops, a.seed + i)
+    res["generate"] = (useful(rows, stops, a.max_new_tokens), time.perf_counter() - t0, time.process_time() - c0,
+                       strip(rows, stops))
+    return res
+
+
+def report(res):
+    "Print tokens/s per path (wall clock and process CPU time); return the CPU-time ratio."
+    wall = {p: r[0] / r[1] for p, r in res.items()}
+    cpu = {p: r[0] / r[2] for p, r in res.items()}
+    for p, (u, s, c, _) in res.items():
+        print(f"  {p:9s} {u:6d} useful tokens in {s:7.1f} s wall ({wall[p]:7.1f} tokens/s), {c:7.1f} s CPU "
+              f"({cpu[p]:7.1f} tokens/s)", flush=True)
+    print(f"  ratio kv_loop / generate = {wall['kv_loop'] / wall['generate']:.2f}x wall, "
+          f"{cpu['kv_loop'] / cpu['generate']:.2f}x CPU time")
+    return cpu["kv_loop"] / cpu["generate"]
+
+
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--problems", type=int, default=8)
+    ap.add_argument("--per-level", type=int, default=8, help="prompts per level")
+    ap.add_argument("--levels", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--batch-size", type=int, default=16, help="rows in flight (prompts x k)")
+    ap.add_argument("--batch-size", type=int, default=32, help="rows in flight (prompts x k), both paths")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--temperature", type=float, default=0.8)
-    ap.add_argument("--lora", action="store_true", help="sample through a peft LoRA policy")
+    ap.add_argument("--lora", action="store_true", help="generate through a peft LoRA policy")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    a = ap.parse_args()
-    if a.threads: torch.set_num_threads(a.threads)
-    model, tok = load_policy(lora=a.lora)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--tiny", action="store_true", help="random tiny model, a few prompts: checks the script in seconds")
+    a = ap.parse_args(argv)
+    if a.tiny: a.per_level, a.max_new_tokens = min(a.per_level, 3), min(a.max_new_tokens, 8)
+    torch.set_num_threads(a.threads)
+    model, tok = tiny_model(lora=a.lora) if a.tiny else load_policy(lora=a.lora)
     model.eval()
-    probs = make_problems(a.problems, levels=(0, 1, 2), split="eval", seed=a.seed)
+    probs = make_problems(a.per_level * len(a.levels), levels=a.levels, split="eval", seed=a.seed)
     prompts = [format_prompt(tok, p["question"]) for p in probs]
-    per = max(1, a.batch_size // a.k)
-    print(f"{len(prompts)} prompts x k={a.k}, {per} prompts per batch, max_new_tokens={a.max_new_tokens}, "
-          f"device={next(model.parameters()).device}, threads={torch.get_num_threads()}", flush=True)
-    res = {}
-    for name in ("kv_loop", "generate"):
-        t0, useful = time.perf_counter(), 0
-        g = torch.Generator().manual_seed(a.seed)
-        for i in range(0, len(prompts), per):
-            batch = prompts[i:i + per]
-            if name == "kv_loop":
-                st = {}
-                kv_generate(model, tok, batch, a.k, a.max_new_tokens, a.temperature, 1.0, g, stop_after_answer=False, stats=st)
-                useful += st["tokens"]
-            else:
-                with torch.no_grad(): useful += hf_generate(model, tok, batch, a.k, a.max_new_tokens, a.temperature, a.seed + i)
-        secs = time.perf_counter() - t0
-        res[name] = useful / secs
-        print(f"{name:9s} {useful:6d} useful tokens in {secs:6.1f} s = {res[name]:6.1f} tokens/s", flush=True)
-    print(f"ratio kv_loop / generate = {res['kv_loop'] / res['generate']:.2f}x")
+    stops = _stop_ids(tok, model)
+    print(f"model={'tiny' if a.tiny else 'embedded'}{'+lora' if a.lora else ''}, {len(prompts)} prompts (levels "
+          f"{a.levels}), k={a.k}, max_new_tokens={a.max_new_tokens}, rows in flight={a.batch_size}, "
+          f"threads={torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    print(f"sampling (temperature {a.temperature}, k={a.k}):")
+    r_s = report(measure(model, tok, prompts, a.k, a, stops))
+    print("greedy evaluation (k=1):")
+    g = measure(model, tok, prompts, 1, a, stops)
+    r_g = report(g)
+    same = sum(x == y for x, y in zip(g["kv_loop"][-1], g["generate"][-1]))
+    print(f"  greedy outputs identical to generate's: {same}/{len(prompts)}; load average {os.getloadavg()[0]:.1f}")
+    print(f"GOAL sampling_vs_generate {r_s:.2f} {TARGET} {'PASS' if r_s >= TARGET else 'FAIL'}")
+    print(f"GOAL greedy_eval_vs_generate {r_g:.2f} {TARGET} {'PASS' if r_g >= TARGET else 'FAIL'}")
+    return dict(sampling=r_s, greedy=r_g, greedy_identical=same, n=len(prompts))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ def accuracy_by_level(levels, correct) -> dict:
     for lv, c in zip(levels, correct): by[str(lv)].append(bool(c))
     return {k: sum(v) / len(v) for k, v in sorted(by.items(), key=lambda kv: int(kv[0]))}
 
-def evaluate(model, tokenizer, problems: list[dict], max_new_tokens: int = 96, batch_size: int = 16,
+def evaluate(model, tokenizer, problems: list[dict], max_new_tokens: int = 96, batch_size: int = 32,
              instruction: str = INSTRUCTION, progress: bool = False, return_responses: bool = False,
              generate_fn=None) -> dict:
     "Greedy accuracy on `problems`: accuracy, n_correct, n, by_level {str(level): acc}, correct [bool per problem]."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_rollout.ipynb #f5553e13
 from __future__ import annotations
-import logging, random, re, time
+import copy, logging, os, random, re, time
 from pathlib import Path
 import torch
 from .data import (INSTRUCTION, check_answer, format_prompt, make_pair, pairs_dataset, validate_pairs)
@@ -48,51 +48,101 @@ def _sample_next(logits, temperature, top_p, generator):
         probs = torch.zeros_like(probs).scatter_(-1, si, sp)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
-@torch.no_grad()
+# %% ../nbs/03_rollout.ipynb #7c2e4f10
+def _lpad(x, T, dim):
+    "Zero-pad `x` on the left along `dim` to length `T`."
+    if x.shape[dim] == T: return x
+    shape = list(x.shape); shape[dim] = T - x.shape[dim]
+    return torch.cat([x.new_zeros(shape), x], dim)
+
+class _Rows:
+    "Rows in flight: cache, mask (rows x cache columns), last position, output row, next-token logits, tokens drawn."
+    def __init__(self, cache, mask, last, rows, logits):
+        self.cache, self.mask, self.last, self.rows, self.logits = cache, mask, last, rows, logits
+        self.count = torch.zeros_like(rows)
+    def __len__(self): return len(self.rows)
+    def _vecs(self): return ("mask", "last", "rows", "logits", "count")
+    def select(self, keep: torch.Tensor):
+        self.cache.batch_select_indices(keep)
+        for a in self._vecs(): setattr(self, a, getattr(self, a)[keep])
+        lead = int(self.mask.any(0).int().argmax()) if len(keep) else 0   # columns that are padding in every row
+        if lead:
+            for l in self.cache.layers: l.keys, l.values = l.keys[:, :, lead:], l.values[:, :, lead:]
+            self.mask = self.mask[:, lead:]
+        return self
+    def merge(self, o: "_Rows"):
+        T = max(self.mask.shape[1], o.mask.shape[1])
+        for a, b in zip(self.cache.layers, o.cache.layers):
+            a.keys = torch.cat([_lpad(a.keys, T, 2), _lpad(b.keys, T, 2)])
+            a.values = torch.cat([_lpad(a.values, T, 2), _lpad(b.values, T, 2)])
+        self.mask = torch.cat([_lpad(self.mask, T, 1), _lpad(o.mask, T, 1)])
+        for a in self._vecs()[1:]: setattr(self, a, torch.cat([getattr(self, a), getattr(o, a)]))
+        return self
+
+def _prefill(model, enc, idx, n, pad, dev, prefix=None) -> _Rows:
+    "Prefill prompts `idx` (token lists `enc`) in one forward, each repeated `n` times; `prefix`: (P, cache of the shared first P tokens)."
+    P, pc = prefix or (0, None)
+    L = max(len(enc[i]) for i in idx) - P
+    ids = torch.tensor([[pad] * (L + P - len(enc[i])) + enc[i][P:] for i in idx], device=dev)
+    mask = torch.tensor([[1] * P + [0] * (L + P - len(enc[i])) + [1] * (len(enc[i]) - P) for i in idx], device=dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]
+    cache = None
+    if pc is not None: cache = copy.deepcopy(pc); cache.batch_repeat_interleave(len(idx))
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
+    rows = (torch.tensor(idx, device=dev)[:, None] * n + torch.arange(n, device=dev)).flatten()
+    r = _Rows(out.cache, mask, pos[:, -1], rows, out.logits[:, -1].float())
+    if n > 1:
+        r.cache.batch_repeat_interleave(n)
+        r.mask, r.last, r.logits = (x.repeat_interleave(n, 0) for x in (r.mask, r.last, r.logits))
+    return r
+
+# %% ../nbs/03_rollout.ipynb #a41f6c3b
+@torch.inference_mode()
 def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens: int = 96, temperature: float = 0.0,
                 top_p: float = 1.0, generator: torch.Generator | None = None, stop_after_answer: bool = True,
-                stats: dict | None = None) -> list[list[int]]:
-    "Generated token ids for each prompt, `n` rows per prompt (prompt-major), without the end token."
+                stats: dict | None = None, batch_size: int = 32, on_rows_done=None) -> list[list[int]]:
+    "Generated token ids for each prompt, `n` rows per prompt (prompt-major), without the end token; `batch_size` rows in flight."
     if not prompts: return []
     dev, pad = model_device(model), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = torch.tensor(sorted(_stop_ids(tokenizer, model)), device=dev)
     nl = _newline_ids(tokenizer).to(dev) if stop_after_answer else None
     enc = [tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
-    L = max(map(len, enc))
-    ids = torch.tensor([[pad] * (L - len(e)) + e for e in enc], device=dev)
-    mask = torch.tensor([[0] * (L - len(e)) + [1] * len(e) for e in enc], device=dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    queue, prefix = list(range(len(prompts))), None
+    P = min(len(os.path.commonprefix(enc)), min(map(len, enc)) - 1) if len(enc) > 1 else 0
+    gen = [[] for _ in range(len(prompts) * n)]
+    def admit(b):
+        room = (max(batch_size, n) - (0 if b is None else len(b))) // n     # whole prompts that fit
+        if not queue or room <= 0: return b
+        new = _prefill(model, enc, queue[:room], n, pad, dev, prefix); del queue[:room]
+        return new if b is None else b.merge(new)
     was_training = model.training; model.eval()
     try:
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-        cache, logits = out.cache, out.logits[:, -1].float()
-        if nl is not None and len(nl) < logits.shape[-1]:       # embedding rows beyond the tokenizer (padded vocab)
-            nl = torch.cat([nl, nl.new_zeros(logits.shape[-1] - len(nl))])
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-            logits, mask, pos = (x.repeat_interleave(n, 0) for x in (logits, mask, pos))
-        rows = torch.arange(len(prompts) * n, device=dev)      # which output row each cache row is
-        last = pos[:, -1]
-        gen = [[] for _ in range(len(rows))]
-        for t in range(max_new_tokens):
-            nxt = _sample_next(logits, temperature, top_p, generator)
+        if P >= 8:                                             # the chat template's system turn, shared by all prompts
+            prefix = (P, model(input_ids=torch.tensor([enc[0][:P]], device=dev), use_cache=True, logits_to_keep=1).cache)
+        b = admit(None)
+        if nl is not None and len(nl) < b.logits.shape[-1]:    # embedding rows beyond the tokenizer (padded vocab)
+            nl = torch.cat([nl, nl.new_zeros(b.logits.shape[-1] - len(nl))])
+        while b is not None and len(b):
+            nxt = _sample_next(b.logits, temperature, top_p, generator)
+            b.count += 1
             if stats is not None: stats["tokens"] = stats.get("tokens", 0) + len(nxt)
-            done = torch.isin(nxt, stops)
-            for r, tk, d in zip(rows.tolist(), nxt.tolist(), done.tolist()):
-                if not d: gen[r].append(tk)
-            if stop_after_answer and bool(nl[nxt].any()):
+            end = torch.isin(nxt, stops)
+            done = end | (b.count >= max_new_tokens)
+            for r, tk, e in zip(b.rows.tolist(), nxt.tolist(), end.tolist()):
+                if not e: gen[r].append(tk)
+            if nl is not None and bool(nl[nxt].any()):
                 for j in nl[nxt].nonzero().squeeze(-1).tolist():
-                    r = int(rows[j])
-                    if _ANSWER_LINE.search(tokenizer.decode(gen[r][-24:])): done[j] = True
-            if t == max_new_tokens - 1: break
-            keep = (~done).nonzero().squeeze(-1)
-            if len(keep) == 0: break
-            if len(keep) < len(rows):
-                cache.batch_select_indices(keep)
-                rows, nxt, mask, last = rows[keep], nxt[keep], mask[keep], last[keep]
-            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], 1); last = last + 1
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None], cache=cache, use_cache=True)
-            cache, logits = out.cache, out.logits[:, -1].float()
+                    if _ANSWER_LINE.search(tokenizer.decode(gen[int(b.rows[j])][-24:])): done[j] = True
+            if bool(done.any()):
+                if on_rows_done is not None: on_rows_done(int(done.sum()))
+                keep = (~done).nonzero().squeeze(-1)
+                b.select(keep); nxt = nxt[keep]
+            if len(b):
+                b.mask = torch.cat([b.mask, b.mask.new_ones(len(b), 1)], 1); b.last = b.last + 1
+                out = model(input_ids=nxt[:, None], attention_mask=b.mask, position_ids=b.last[:, None], cache=b.cache,
+                            use_cache=True)
+                b.cache, b.logits = out.cache, out.logits[:, -1].float()
+            b = admit(b if len(b) else None)
     finally: model.train(was_training)
     return gen
 
@@ -101,27 +151,23 @@ def _progress(total, desc, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
 
-def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 16,
+def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 32,
                     progress: bool = False) -> list[str]:
-    "Greedy responses (text, no end token) for `prompts`, batched through the KV-cache loop."
-    out = []
+    "Greedy responses (text, no end token) for `prompts`, `batch_size` rows in flight through the KV-cache loop."
     with _progress(len(prompts), "generate", progress) as bar:
-        for i in range(0, len(prompts), batch_size):
-            ids = kv_generate(model, tokenizer, prompts[i:i + batch_size], 1, max_new_tokens, temperature=0.0)
-            out += [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]; bar.update(len(ids))
-    return out
+        ids = kv_generate(model, tokenizer, prompts, 1, max_new_tokens, temperature=0.0, batch_size=batch_size,
+                          on_rows_done=bar.update)
+    return [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
 
 def sample_solutions(model, tokenizer, prompts: list[str], k: int = 4, temperature: float = 0.8, top_p: float = 1.0,
-                     max_new_tokens: int = 96, batch_size: int = 16, seed: int = 0, progress: bool = True):
-    "(k sampled responses per prompt, number of generated tokens)."
-    gen = torch.Generator(device=model_device(model)).manual_seed(seed)
-    per, out, st = max(1, batch_size // k), [], {"tokens": 0}
-    with _progress(len(prompts), f"sampling k={k}", progress) as bar:
-        for i in range(0, len(prompts), per):
-            ids = kv_generate(model, tokenizer, prompts[i:i + per], k, max_new_tokens, temperature, top_p, gen, stats=st)
-            txt = [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
-            out += [txt[j:j + k] for j in range(0, len(txt), k)]; bar.update(len(ids) // k)
-    return out, st["tokens"]
+                     max_new_tokens: int = 96, batch_size: int = 32, seed: int = 0, progress: bool = True):
+    "(k sampled responses per prompt, number of generated tokens); `batch_size` rows (prompts x k) in flight."
+    gen, st = torch.Generator(device=model_device(model)).manual_seed(seed), {"tokens": 0}
+    with _progress(len(prompts) * k, f"sampling k={k}", progress) as bar:
+        ids = kv_generate(model, tokenizer, prompts, k, max_new_tokens, temperature, top_p, gen, stats=st,
+                          batch_size=batch_size, on_rows_done=bar.update)
+    txt = [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
+    return [txt[j:j + k] for j in range(0, len(txt), k)], st["tokens"]
 
 # %% ../nbs/03_rollout.ipynb #4f0c10dd
 def _interleaved(correct, wrong, rng):
@@ -150,7 +196,7 @@ def pairs_from_record(rec: dict, max_pairs_per_problem: int = 4, use_gold: bool 
 
 # %% ../nbs/03_rollout.ipynb #203b3bf8
 def build_pairs(model, tokenizer, problems: list[dict], k: int = 4, temperature: float = 0.8, top_p: float = 1.0,
-                max_new_tokens: int = 96, max_pairs_per_problem: int = 4, use_gold: bool = True, batch_size: int = 16,
+                max_new_tokens: int = 96, max_pairs_per_problem: int = 4, use_gold: bool = True, batch_size: int = 32,
                 seed: int = 0, instruction: str = INSTRUCTION, progress: bool = True):
     "On-policy pairs for `problems` -> (pair Dataset, info dict with per-problem `records` and timing)."
     if k < 1: raise ValueError(f"k must be >= 1, not {k}")

@@ -35,3 +35,20 @@ def test_overhead_from_runs_needs_a_scoring_run(tmp_path):
     _run(tmp_path/"uniform-s0", "uniform", 90.0, 0.0)
     with pytest.raises(SystemExit, match="No finished run of a scoring selector"):
         bench_selection.main(["--runs", str(tmp_path)])
+
+
+import bench_rollout
+
+
+def test_rollout_bench_tiny_runs_and_prints_goals(capsys):
+    res = bench_rollout.main(["--tiny"])
+    out = capsys.readouterr().out
+    assert res["greedy_identical"] == res["n"] == 6          # greedy loop == greedy generate, token by token
+    for name, r in (("sampling_vs_generate", res["sampling"]), ("greedy_eval_vs_generate", res["greedy"])):
+        assert f"GOAL {name} {r:.2f} 3.0 {'PASS' if r >= 3 else 'FAIL'}" in out
+
+
+def test_rollout_bench_counts_useful_tokens():
+    assert bench_rollout.useful([[5, 6, 2, 7], [5, 6, 7], [2]], {2}, 64) == 3 + 3 + 1
+    assert bench_rollout.useful([[5, 6, 7]], {2}, 2) == 2
+    assert bench_rollout.strip([[5, 2, 7], [5, 6]], {2}) == [[5], [5, 6]]

@@ -34,6 +34,22 @@ def test_tiny_greedy_matches_generate_for_mixed_lengths(tiny):
     for bs in (1, 2, 5):
         got = [r for i in range(0, 5, bs) for r in kv_generate(m, tok, prompts[i:i + bs], max_new_tokens=10, stop_after_answer=False)]
         assert got == ref, bs
+        # one queue, bs rows in flight: prompts join a running batch whose cache is longer or shorter than theirs
+        assert kv_generate(m, tok, prompts, max_new_tokens=10, stop_after_answer=False, batch_size=bs) == ref, bs
+
+def test_tiny_rows_of_different_lengths_share_a_batch(tiny):
+    m, tok = tiny
+    prompts = [format_prompt(tok, "x" * i + " what is 1+1?") for i in (0, 40, 5, 60, 2, 9)]
+    ref = _plain_greedy(m, tok, prompts, 10)
+    stop, saved = ref[0][2], m.generation_config.eos_token_id     # row 0 ends early: the next prompt joins mid-way
+    cut = lambda r: r[:r.index(stop)] if stop in r else r
+    try:
+        m.generation_config.eos_token_id = [tok.eos_token_id, stop]
+        for n, bs in ((1, 3), (2, 5)):
+            got = kv_generate(m, tok, prompts, n=n, max_new_tokens=10, stop_after_answer=False, batch_size=bs)
+            assert got == [cut(r) for r in ref for _ in range(n)], (n, bs)
+    finally: m.generation_config.eos_token_id = saved
+    assert len(cut(ref[0])) == 2 and any(len(cut(r)) == 10 for r in ref)
 
 def test_model_left_in_training_mode_stays_so(tiny):
     m, tok = tiny
@@ -46,6 +62,8 @@ def test_sampling_is_seeded_and_counts_tokens(tiny):
     a, na = sample_solutions(m, tok, ps, k=3, max_new_tokens=6, seed=5, progress=False)
     b, nb = sample_solutions(m, tok, ps, k=3, max_new_tokens=6, seed=5, progress=False)
     assert a == b and na == nb == 2 * 3 * 6
+    c, _ = sample_solutions(m, tok, ps, k=3, max_new_tokens=6, seed=5, batch_size=3, progress=False)
+    assert c == sample_solutions(m, tok, ps, k=3, max_new_tokens=6, seed=5, batch_size=3, progress=False)[0]
 
 def test_embedded_greedy_matches_generate_with_adapter(policy):
     m, tok = policy
