@@ -43,6 +43,7 @@ class Config:
     beta: float = _knob(0.1, "DPO beta: how strongly the policy is held to the reference")
     loss_type: str = _knob("sigmoid", "sigmoid | ipo | robust | sft (chosen NLL only)")
     label_smoothing: float = _knob(0.0, "assumed share of flipped preference labels (conservative/robust DPO)")
+    label_noise: float = _knob(0.0, "share of training pairs whose chosen/rejected are swapped (seeded; the noisy-label condition; evaluation untouched)")
     alpha_nll: float = _knob(1.0, "weight of the chosen-response NLL term (RPO); 0 = plain DPO")
     # --- optimisation
     steps: int = _knob(30, "optimiser steps")

@@ -8,7 +8,8 @@ import numpy as np, pandas as pd
 from .config import Config, pool_size, pairs_per_interval
 
 # %% auto #0
-__all__ = ['quantile_bins', 'assign_strata', 'competence', 'unlock_reason', 'mixture_weights', 'largest_remainder', 'Curriculum']
+__all__ = ['MIN_COMPETENCE_N', 'quantile_bins', 'assign_strata', 'competence', 'unlock_reason', 'mixture_weights',
+           'largest_remainder', 'Curriculum']
 
 # %% ../nbs/08_curriculum.ipynb #992c20eb
 def _dense(x: np.ndarray) -> np.ndarray:
@@ -42,22 +43,27 @@ def assign_strata(table: pd.DataFrame, n_strata: int = Config.n_strata) -> np.nd
     return _dense(out)
 
 # %% ../nbs/08_curriculum.ipynb #58e6fef2
-def competence(u, strata, mask, unlocked, eps0: float = Config.eps0) -> dict:
-    "{stratum: fraction with u > `eps0`} over rows in `mask` (pool, untrained, scored), for each unlocked stratum."
+MIN_COMPETENCE_N = 16
+
+def competence(u, strata, mask, unlocked, eps0: float = Config.eps0, on_policy=None, min_n: int = MIN_COMPETENCE_N) -> dict:
+    "{stratum: (fraction with u > `eps0`, n, low_n)} over the slice `mask`: its on-policy rows if ≥ `min_n`, else all (low-n)."
     u, strata, mask = np.asarray(u, float), np.asarray(strata), np.asarray(mask, bool) & np.isfinite(u)
+    onp = np.ones(len(u), bool) if on_policy is None else np.asarray(on_policy, bool)
     out = {}
     for k in unlocked:
-        m = mask & (strata == k)
-        out[int(k)] = float((u[m] > eps0).mean()) if m.any() else None
+        m = mask & (strata == k); enough = (m & onp).sum() >= min_n
+        if enough: m = m & onp
+        out[int(k)] = (float((u[m] > eps0).mean()) if m.any() else None, int(m.sum()), not enough)
     return out
 
 # %% ../nbs/08_curriculum.ipynb #a1c82337
 def unlock_reason(history, target: float = Config.competence_target, plateau_gain: float = Config.plateau_gain,
-                  plateau_refreshes: int = Config.plateau_refreshes):
-    "'competence' or 'plateau' when a stratum with this competence history should let the next one in, else None."
+                  plateau_refreshes: int = Config.plateau_refreshes, low_n=None):
+    "'competence' or 'plateau' when a stratum with this competence history (`low_n`: per reading) should let the next one in."
     if not history: return None
-    if history[-1] >= target: return "competence"
-    if len(history) > plateau_refreshes and history[-1] - history[-1 - plateau_refreshes] < plateau_gain: return "plateau"
+    low, R = list(low_n) if low_n is not None else [False] * len(history), plateau_refreshes
+    if history[-1] >= target and (not low[-1] or (len(history) > 1 and history[-2] >= target)): return "competence"
+    if len(history) > R and not (low[-1] or low[-1 - R]) and history[-1] - history[-1 - R] < plateau_gain: return "plateau"
     return None
 
 # %% ../nbs/08_curriculum.ipynb #455d3d81
@@ -89,7 +95,7 @@ class Curriculum:
         self.P = pool_size(cfg)
         self.unlocked = [0] if enabled else list(range(self.n_strata))
         self.in_pool = np.zeros(n, bool); self.retired = np.zeros(n, bool); self.streak = np.zeros(n, np.int64)
-        self.history = {k: [] for k in range(self.n_strata)}
+        self.history = {k: [] for k in range(self.n_strata)}; self.low_n = {k: [] for k in range(self.n_strata)}
 
     @property
     def pool(self) -> np.ndarray: return np.flatnonzero(self.in_pool)
@@ -135,11 +141,15 @@ class Curriculum:
         new = np.sort(np.concatenate(drawn)); self.in_pool[new] = True; self.streak[new] = 0
         return new
 
-    def update_competence(self, u, mask) -> dict:
-        "Competence of each unlocked stratum over pool rows in `mask`; appended to the histories."
-        comp = competence(u, self.strata, np.asarray(mask, bool) & self.in_pool, self.unlocked, self.cfg.eps0)
-        for k, v in comp.items():
-            if v is not None: self.history[k].append(v)
+    def leave(self, idx):
+        "Rows `idx` leave the pool for the unused set (trained pairs: they come back through a later draw)."
+        idx = np.asarray(idx, np.int64); self.in_pool[idx] = False; self.streak[idx] = 0
+
+    def update_competence(self, u, mask, on_policy=None) -> dict:
+        "Competence (value, n, low_n) of each unlocked stratum over pool rows in `mask`; appended to the histories."
+        comp = competence(u, self.strata, np.asarray(mask, bool) & self.in_pool, self.unlocked, self.cfg.eps0, on_policy)
+        for k, (v, n, low) in comp.items():
+            if v is not None: self.history[k].append(v); self.low_n[k].append(bool(low))
         return comp
 
     def retire(self, trivial) -> np.ndarray:
@@ -154,7 +164,7 @@ class Curriculum:
         "(stratum, reason) if the next stratum unlocks now (competence, plateau, or an exhausted pool), else None."
         k = self.unlocked[-1]
         if k + 1 >= self.n_strata: return None
-        why = unlock_reason(self.history[k], self.cfg.competence_target, self.cfg.plateau_gain, self.cfg.plateau_refreshes)
+        why = unlock_reason(self.history[k], self.cfg.competence_target, self.cfg.plateau_gain, self.cfg.plateau_refreshes, self.low_n[k])
         if why is None and int(self.in_pool.sum()) + int(self.available().sum()) < min_pool: why = "exhausted"
         if why is None: return None
         self.unlocked.append(k + 1)
@@ -164,7 +174,8 @@ class Curriculum:
         return {"unlocked": [int(k) for k in self.unlocked], "pool": self.pool.tolist(),
                 "retired": np.flatnonzero(self.retired).tolist(),
                 "streak": {str(i): int(self.streak[i]) for i in np.flatnonzero(self.streak)},
-                "history": {str(k): [float(x) for x in v] for k, v in self.history.items()}}
+                "history": {str(k): [float(x) for x in v] for k, v in self.history.items()},
+                "low_n": {str(k): [bool(x) for x in v] for k, v in self.low_n.items()}}
 
     def load_state_dict(self, d: dict):
         self.unlocked = [int(k) for k in d["unlocked"]]
@@ -173,3 +184,4 @@ class Curriculum:
         self.streak[:] = 0
         for i, v in d["streak"].items(): self.streak[int(i)] = v
         self.history = {k: [] for k in range(self.n_strata)} | {int(k): list(v) for k, v in d["history"].items()}
+        self.low_n = {k: [False] * len(v) for k, v in self.history.items()} | {int(k): list(v) for k, v in d.get("low_n", {}).items()}

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'INSTRUCTION', 'LEVELS', 'EVAL_SHARE', 'PAIR_COLUMNS', 'PAIR_SOURCES', 'last_boxed', 'extract_answer',
            'to_number', 'answers_equal', 'check_answer', 'format_prompt', 'problem_split', 'arithmetic_solution',
            'level_problems', 'make_problems', 'gsm8k_answer', 'math_level', 'load_gsm8k', 'load_math', 'load_problems',
-           'make_pair_id', 'make_pair', 'pairs_dataset', 'validate_pairs', 'load_preferences']
+           'make_pair_id', 'make_pair', 'pairs_dataset', 'validate_pairs', 'load_preferences', 'flip_labels']
 
 # %% ../nbs/02_data.ipynb #60eb1fef
 _NUM = r"[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s?/\s?\d+)?%?"
@@ -364,3 +364,15 @@ def load_preferences(path_or_id: str, tokenizer, split: str = "train", max_lengt
     seen = {}
     rows, skipped = _convert(name, recs, lambda r, w: _pref_row(r, w, tokenizer, instruction, max_length, seen), on_bad)
     return validate_pairs(rows)[0], skipped
+
+# %% ../nbs/02_data.ipynb #b7e1a002
+def flip_labels(pairs, p: float, seed: int = 0):
+    "A copy of the pair `Dataset` with chosen/rejected swapped on a seeded fraction `p` (by pair id); `flipped` marks them."
+    import datasets
+    ids = list(pairs["pair_id"]); n = round(min(max(p, 0.0), 1.0) * len(ids))
+    hit = set(sorted(ids, key=lambda q: content_hash("label_noise", seed, q, n=None))[:n])
+    def swap(r):
+        f = r["pair_id"] in hit
+        return {"chosen": r["rejected"] if f else r["chosen"], "rejected": r["chosen"] if f else r["rejected"], "flipped": f}
+    feats = datasets.Features({**pairs.features, "flipped": datasets.Value("bool")})
+    return pairs.map(swap, features=feats)

@@ -26,6 +26,7 @@ class MarginTracker:
         n = len(self.ids)
         self.u = np.full((n, self.K), np.nan); self.step = np.full((n, self.K), -1, np.int64)
         self.energy = np.full(n, np.nan); self.z = np.full(n, np.nan)
+        self.trained = np.zeros(n, bool)      # trained since the newest scoring entry: that entry is pre-update
 
     def add(self, idx, step: int, u, energy=None, z=None):
         "Append one entry at `step` to the records of rows `idx` (distinct); returns the rows actually added."
@@ -35,7 +36,12 @@ class MarginTracker:
         self.step[idx, :-1] = self.step[idx, 1:]; self.step[idx, -1] = step
         if energy is not None: self.energy[idx] = np.asarray(energy, float)[ok]
         if z is not None: self.z[idx] = np.asarray(z, float)[ok]
+        self.trained[idx] = False
         return idx
+
+    def mark_trained(self, idx):
+        "Flag rows `idx` as trained after their newest entry (their margins are pre-update until rescored)."
+        self.trained[np.asarray(idx, np.int64)] = True
 
     def drop_newest(self, idx):
         "Remove the newest entry of rows `idx`: older entries move up one slot, the oldest slot empties."
@@ -60,7 +66,8 @@ class MarginTracker:
         rows = np.flatnonzero(self.count() > 0)
         return {"record_len": self.K,
                 "records": {self.ids[i]: [[int(s), float(u)] for s, u in zip(self.step[i], self.u[i]) if s >= 0] for i in rows},
-                "energy": {self.ids[i]: json_float(self.energy[i]) for i in rows}, "z": {self.ids[i]: json_float(self.z[i]) for i in rows}}
+                "energy": {self.ids[i]: json_float(self.energy[i]) for i in rows}, "z": {self.ids[i]: json_float(self.z[i]) for i in rows},
+                "trained": [self.ids[i] for i in np.flatnonzero(self.trained)]}
 
     def load_state_dict(self, d: dict):
         index = {p: i for i, p in enumerate(self.ids)}
@@ -72,6 +79,7 @@ class MarginTracker:
             for s, u in rec[-self.K:]: self.add([i], s, [u])
             self.energy[i] = np.nan if d["energy"].get(p) is None else d["energy"][p]
             self.z[i] = np.nan if d["z"].get(p) is None else d["z"][p]
+        self.trained[:] = False; self.trained[[index[p] for p in d.get("trained", [])]] = True
 
     def trivial(self, idx, eps0: float = Config.eps0, s_min: float = Config.s_min) -> np.ndarray:
         "True where the newest (denoised) margin is finite and its signal is below `s_min`: the preference is learned."

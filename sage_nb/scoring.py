@@ -111,12 +111,20 @@ def sage_priority(lam2, z, first) -> torch.Tensor:
     return pr
 
 # %% ../nbs/06_scoring.ipynb #28e3b969
-def classify(code, priority, m: int, generator: torch.Generator | None = None):
-    "(final class codes, queue): top `m` ELIGIBLE by `priority` become SELECTED, a uniform draw of the rest tops up as FILL."
+def _top(order, m, groups=None, quota=None):
+    "The first `m` of `order` (positions in rank order), or per group `g` its first `quota[g]`, shortfall from the rest."
+    if quota is None: return order[:m]
+    g = torch.as_tensor(groups, dtype=torch.long)[order]; keep = torch.zeros(order.numel(), dtype=torch.bool)
+    for k, q in enumerate(quota): keep[(g == k).nonzero().flatten()[:int(q)]] = True
+    keep[(~keep).nonzero().flatten()[:max(m - int(keep.sum()), 0)]] = True
+    return order[keep][:m]
+
+def classify(code, priority, m: int, generator: torch.Generator | None = None, groups=None, quota=None):
+    "(final class codes, queue): top `m` ELIGIBLE by `priority` (per group: `quota`) become SELECTED, a uniform draw of the rest tops up as FILL."
     code = torch.as_tensor(code, dtype=torch.long).clone()
     pr = as_scores(priority)
     elig = (code == ELIGIBLE).nonzero().flatten()
-    sel = elig[torch.sort(-pr[elig], stable=True).indices][:m]
+    sel = _top(elig[torch.sort(-pr[elig], stable=True).indices], m, groups, quota)
     code[sel] = SELECTED
     need = m - sel.numel()
     rest = (code != SELECTED).nonzero().flatten()

@@ -11,12 +11,13 @@ from .config import Config, pool_size, pairs_per_interval
 from . import scoring
 from .scoring import CLASSES, TRIVIAL, UNSTABLE, SELECTED, ELIGIBLE, FILL
 from .records import MarginTracker, json_float
-from .curriculum import Curriculum, assign_strata
+from .curriculum import Curriculum, assign_strata, largest_remainder
 
 # %% auto #0
 __all__ = ['SELECTORS', 'synthetic_table', 'SimulatedPolicy', 'simulate', 'Selector', 'register_selector', 'make_selector',
            'StreamSelector', 'UniformSelector', 'EasyToHardSelector', 'RandomSelector', 'PoolView', 'PoolSelector',
-           'SageSelector', 'SageNoCurriculum', 'SageNoFilter', 'MarginGreedy', 'SmallMargin', 'BetaDPO']
+           'SageSelector', 'SageNoCurriculum', 'SageNoFilter', 'SageRandomOrder', 'MarginGreedy', 'SmallMargin',
+           'BetaDPO']
 
 # %% ../nbs/09_selectors.ipynb #8bda2f13
 def synthetic_table(n: int = 300, n_levels: int = 3, seed: int = 0, levels: bool = True) -> pd.DataFrame:
@@ -35,10 +36,8 @@ class SimulatedPolicy:
                  noise: float = 0.03, flaky: float = 0.1, beta: float = Config.beta):
         r = self.rng = np.random.default_rng(seed)
         n = len(table); self.index = {p: i for i, p in enumerate(table.pair_id)}
-        lv = np.maximum(table.difficulty.to_numpy() if "difficulty" in table else np.zeros(n), 0)
-        self.level = lv
-        self.m = r.normal(0.3 - 0.8 * lv, 1.0)
-        self.G = r.gamma(2.0, 50.0, n)
+        self.level = lv = np.maximum(table.difficulty.to_numpy() if "difficulty" in table else np.zeros(n), 0)
+        self.m = r.normal(0.3 - 0.8 * lv, 1.0); self.G = r.gamma(2.0, 50.0, n)
         self.noise = np.where(r.random(n) < flaky, 0.8, noise)
         self.lr, self.transfer, self.beta = lr, transfer, beta
         self.n_scored, self.n_calls = 0, 0
@@ -83,7 +82,7 @@ class Selector:
         self.rng = np.random.default_rng(cfg.seed)
         self.table, self.score_fn, self.score_seconds = None, None, 0.0
         self.B, self.T, self.M = cfg.batch_size, cfg.refresh_every, pairs_per_interval(cfg)
-        self._events, self._rows, self._pending = [], [], []
+        self._events, self._rows, self._pending, self._score_s = [], [], [], 0.0
 
     # ---------- life cycle
     def start(self, table: pd.DataFrame, score_fn=None):
@@ -100,8 +99,7 @@ class Selector:
         self.score_fn = score_fn
         self.strata = assign_strata(self.table, self.cfg.n_strata)
         self.n_strata = int(self.strata.max()) + 1
-        self.tracker = MarginTracker(self.ids, self.cfg.record_len)
-        n = len(self.ids)
+        self.tracker, n = MarginTracker(self.ids, self.cfg.record_len), len(self.ids)
         self.cls = np.full(n, -1, np.int64)         # class code at the last refresh, -1 = not in the pool
         self.trained = np.zeros(n, bool)            # trained since the last refresh
         self.queue = np.zeros(0, np.int64)
@@ -126,7 +124,7 @@ class Selector:
         "Record the margins of a training pass as free margin entries (origin `train`)."
         idx = np.array([self.index[str(p)] for p in pair_ids], np.int64)
         self.trained[idx] = True
-        self._add_entries(idx, step, stats, "train")
+        self._add_entries(idx, step, stats, "train"); self.tracker.mark_trained(idx)
 
     # ---------- margins
     def _add_entries(self, idx, step, stats, origin):
@@ -179,9 +177,10 @@ class Selector:
         self._flush_rows(); rows, self._rows = self._rows, []; return rows
     def _event(self, step, kind, **kw): self._events.append({"step": int(step), "kind": kind, **kw})
     def _refresh_event(self, step, competence=None, unlocked=None, retired_total=0, scored=0):
-        pb = np.bincount(self.strata[self.cls >= 0], minlength=self.n_strata)
+        pb, comp = np.bincount(self.strata[self.cls >= 0], minlength=self.n_strata), competence or {}
         self._event(step, "refresh", pool_by_stratum={str(k): int(v) for k, v in enumerate(pb)},
-                    competence={str(k): v for k, v in (competence or {}).items()},
+                    competence={str(k): v[0] for k, v in comp.items()}, competence_n={str(k): v[1] for k, v in comp.items()},
+                    competence_low_n=[int(k) for k, v in comp.items() if v[2]],
                     unlocked=[int(k) for k in (unlocked if unlocked is not None else range(self.n_strata))],
                     retired_total=int(retired_total), counts=self.counts(), score_s=float(self._score_s), scored=int(scored))
     def describe(self) -> str:
@@ -216,8 +215,6 @@ class Selector:
         self.last_refresh, self.next_refresh, self.score_seconds = d["last_refresh"], d["next_refresh"], d["score_seconds"]
         self._events, self._rows, self._pending = list(d["events"]), list(d["rows"]), []
         self._load_extra(d)
-
-    _score_s = 0.0
 
 # %% ../nbs/09_selectors.ipynb #6bf5bc08
 SELECTORS: dict = {}
@@ -306,7 +303,7 @@ class PoolSelector(Selector):
 
     def _setup(self):
         self.cur = Curriculum(self.strata, self.cfg, self.rng, enabled=self.curriculum)
-        self.retired_total = 0
+        self.retired_total, self.on_policy = 0, (self.table.source != "gold").to_numpy() if "source" in self.table else None
 
     def view(self, idx) -> PoolView:
         "The `PoolView` of rows `idx` from their newest margin entries."
@@ -321,9 +318,8 @@ class PoolSelector(Selector):
         cfg, cur, tr = self.cfg, self.cur, self.tracker
         self._score_s, scored = 0.0, 0
         since = -1 if self.last_refresh is None else self.last_refresh
-        pool = cur.pool
-        scored += self._score(pool[tr.stale(pool, since)], step)                     # 1. stale pairs only
-        comp = cur.update_competence(tr.newest_u(), ~self.trained)                    # 2.
+        cur.leave(cur.pool[tr.trained[cur.pool]]); pool = cur.pool                   # 1. trained: pre-update margins
+        scored += self._score(pool[tr.stale(pool, since)], step)                     # 2. stale pairs only
         triv = np.zeros(len(self.ids), bool); triv[pool] = self._trivial(pool)
         retired = cur.retire(triv)                                                     # 3.
         if len(retired):
@@ -333,12 +329,15 @@ class PoolSelector(Selector):
         if unl: self._event(step, "unlock", stratum=int(unl[0]))
         cur.rebalance(); new = cur.refill()                                            # 5.
         scored += self._score(new, step)
-        cur.streak[new] = self._trivial(new)
-        pool = cur.pool                                                                # 6.
+        cur.streak[new] = self._trivial(new); cur.leave(new[tr.trained[new]])         # (no margin after its update)
+        fresh = np.zeros(len(self.ids), bool); fresh[new] = True                       # 6. on the fresh draws
+        comp = cur.update_competence(tr.newest_u(), fresh & ~self.trained, self.on_policy)
+        pool = cur.pool[self.rng.permutation(int(cur.in_pool.sum()))]                 # 7. random order: ties at random
         v = self.view(pool)
         code0, pr = self.filter(v), torch.nan_to_num(scoring.as_scores(self.priority(v)), nan=-math.inf)
         gen = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
-        code, q = scoring.classify(code0, pr, self.M, gen)
+        quota = largest_remainder(self.M, cur.weights()) if self.curriculum else None
+        code, q = scoring.classify(code0, pr, self.M, gen, self.strata[pool], quota)
         self.cls[:] = -1; self.cls[pool] = code.numpy()
         self.queue = pool[q.numpy()]
         self.cls[retired] = TRIVIAL; self._flush_rows(); self.cls[retired] = -1   # rows: retired pairs were trivial when scored
@@ -347,9 +346,7 @@ class PoolSelector(Selector):
     def _extra_state(self): return {"curriculum": self.cur.state_dict(), "retired_total": self.retired_total}
     def _load_extra(self, d): self.cur.load_state_dict(d["curriculum"]); self.retired_total = d["retired_total"]
     def describe(self):
-        s = super().describe()
-        if self.table is None: return s
-        return s + f"; unlocked strata {self.cur.unlocked}/{self.cur.n_strata}, retired {self.retired_total}"
+        return super().describe() + ("" if self.table is None else f"; unlocked strata {self.cur.unlocked}/{self.cur.n_strata}, retired {self.retired_total}")
 
 # %% ../nbs/09_selectors.ipynb #998df84b
 @register_selector("sage")
@@ -366,6 +363,11 @@ class SageNoCurriculum(SageSelector):
 class SageNoFilter(SageSelector):
     "SAGE without the stability filter (flip / boundary band)."
     stability_filter = False
+
+@register_selector("sage_random_order")
+class SageRandomOrder(SageSelector):
+    "SAGE's curriculum, pools and filters; a uniform random order of the eligible pairs instead of the λ² ranking."
+    def priority(self, v): return torch.from_numpy(self.rng.random(len(v.u)))
 
 # %% ../nbs/09_selectors.ipynb #5915f67e
 class _Baseline(PoolSelector):
