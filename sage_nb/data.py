@@ -371,8 +371,13 @@ def flip_labels(pairs, p: float, seed: int = 0):
     import datasets
     ids = list(pairs["pair_id"]); n = round(min(max(p, 0.0), 1.0) * len(ids))
     hit = set(sorted(ids, key=lambda q: content_hash("label_noise", seed, q, n=None))[:n])
+    # cached reference columns swap with their responses (the energy sums over both, so it stays)
+    sides = [("chosen", "rejected")] + [(f"ref_{m}chosen", f"ref_{m}rejected") for m in ("logp_", "mean_logp_")
+                                         if f"ref_{m}chosen" in pairs.column_names]
     def swap(r):
         f = r["pair_id"] in hit
-        return {"chosen": r["rejected"] if f else r["chosen"], "rejected": r["chosen"] if f else r["rejected"], "flipped": f}
+        out = {"flipped": f}
+        for a, b in sides: out[a], out[b] = (r[b], r[a]) if f else (r[a], r[b])
+        return out
     feats = datasets.Features({**pairs.features, "flipped": datasets.Value("bool")})
     return pairs.map(swap, features=feats)

@@ -66,7 +66,7 @@ def pair_table(pairs):
     "The small per-pair table a report needs for hover text (no responses)."
     import pandas as pd
     df = pairs.to_pandas() if hasattr(pairs, "to_pandas") else pd.DataFrame(pairs)
-    return df[[c for c in ("pair_id", "problem_id", "question", "difficulty", "pass_rate", "source") if c in df.columns]]
+    return df[[c for c in ("pair_id", "problem_id", "question", "difficulty", "pass_rate", "source", "flipped") if c in df.columns]]
 
 # %% ../nbs/21_pipeline.ipynb #f8d92b32
 def _fmt_eval(e): return "n/a" if not e else f"{e['accuracy']:.3f} ({e['n_correct']}/{e['n']})"
@@ -75,6 +75,7 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
     "The main job: pairs, reference cache, training with `cfg.selector`, held-out accuracy, report. Returns the summary."
     from sage_nb.models import load_policy
     from sage_nb.trainer import Trainer
+    from sage_nb.data import flip_labels
     from sage_nb.evaluate import evaluate
     from sage_nb.report import write_report
     if resume:
@@ -88,6 +89,9 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
     model, tok = load_policy(cfg.model, quantize=cfg.quantize, lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed,
                              lora_dropout=cfg.lora_dropout, device=cfg.device)
     pairs = with_reference(cfg, model, tok, get_pairs(cfg, model, tok))
+    if cfg.label_noise:   # after the reference pass: the cache holds clean pairs, flip_labels swaps their columns too
+        pairs = flip_labels(pairs, cfg.label_noise, seed=cfg.seed)
+        _log(f"label noise: chosen and rejected swapped on {sum(pairs['flipped'])} of {len(pairs)} training pairs")
     eval_problems = get_problems(cfg, "eval") if cfg.n_eval_problems > 0 else []
     eval_fn = (lambda m: evaluate(m, tok, eval_problems, max_new_tokens=cfg.max_new_tokens, progress=progress)) if eval_problems else None
     run_dir.mkdir(parents=True, exist_ok=True)

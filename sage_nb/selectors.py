@@ -4,10 +4,10 @@
 
 # %% ../nbs/09_selectors.ipynb #20843d46
 from __future__ import annotations
-import hashlib, math, time
+import math, time
 from dataclasses import dataclass
 import numpy as np, pandas as pd, torch
-from .config import Config, pool_size, pairs_per_interval
+from .config import Config, content_hash, pool_size, pairs_per_interval
 from . import scoring
 from .scoring import CLASSES, TRIVIAL, UNSTABLE, SELECTED, ELIGIBLE, FILL
 from .records import MarginTracker, json_float
@@ -190,7 +190,7 @@ class Selector:
                 f"last refresh at step {self.last_refresh}, " + ", ".join(f"{k} {v}" for k, v in c.items() if v))
 
     # ---------- state
-    def _table_hash(self) -> str: return hashlib.sha256("\n".join(self.ids).encode()).hexdigest()[:16]
+    def _table_hash(self) -> str: return content_hash("\n".join(self.ids), n=16)
     def _extra_state(self) -> dict: return {}
     def _load_extra(self, d: dict): pass
 
