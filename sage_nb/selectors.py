@@ -321,7 +321,7 @@ class PoolSelector(Selector):
         cur.leave(cur.pool[tr.trained[cur.pool]]); pool = cur.pool                   # 1. trained: pre-update margins
         scored += self._score(pool[tr.stale(pool, since)], step)                     # 2. stale pairs only
         triv = np.zeros(len(self.ids), bool); triv[pool] = self._trivial(pool)
-        retired = cur.retire(triv)                                                     # 3.
+        retired = cur.retire(triv, tr.newest_step() == step)                          # 3. new entries only
         if len(retired):
             self.retired_total += len(retired)
             self._event(step, "retire", pair_ids=[self.ids[i] for i in retired], n=int(len(retired)))
