@@ -328,7 +328,7 @@ class PoolSelector(Selector):
         unl = cur.maybe_unlock(min_pool=self.B)                                        # 4.
         if unl: self._event(step, "unlock", stratum=int(unl[0]))
         cur.rebalance(); new = cur.refill()                                            # 5.
-        scored += self._score(new, step)
+        scored += self._score(new[tr.stale(new, since) | tr.trained[new]], step)   # a redrawn pair may keep its entry
         cur.streak[new] = self._trivial(new); cur.leave(new[tr.trained[new]])         # (no margin after its update)
         fresh = np.zeros(len(self.ids), bool); fresh[new] = True                       # 6. on the fresh draws
         comp = cur.update_competence(tr.newest_u(), fresh & ~self.trained, self.on_policy)
