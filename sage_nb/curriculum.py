@@ -152,10 +152,11 @@ class Curriculum:
             if v is not None: self.history[k].append(v); self.low_n[k].append(bool(low))
         return comp
 
-    def retire(self, trivial) -> np.ndarray:
-        "Count trivial streaks of pool rows (`trivial`: bool over all rows); retire those trivial R refreshes running."
-        p = self.pool
-        self.streak[p] = np.where(np.asarray(trivial, bool)[p], self.streak[p] + 1, 0)
+    def retire(self, trivial, scored=None) -> np.ndarray:
+        "Count trivial streaks over pool rows' new entries (`trivial`, `scored`: bool over all rows; default all scored); retire at R."
+        p = self.pool; t = np.asarray(trivial, bool)[p]
+        new = np.ones(len(p), bool) if scored is None else np.asarray(scored, bool)[p]   # kept entry: streak unchanged
+        self.streak[p] = np.where(new, np.where(t, self.streak[p] + 1, 0), self.streak[p])
         out = p[self.streak[p] >= self.cfg.retire_after]
         self.retired[out] = True; self.in_pool[out] = False
         return out

@@ -11,8 +11,8 @@ from .config import Config
 
 # %% auto #0
 __all__ = ['LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs', 'ChunkedLogProb',
-           'token_logp_energy', 'NonFiniteLogps', 'pair_forward', 'reference_token_logps', 'DPOLossOutput', 'dpo_loss',
-           'pair_loss', 'loss_metrics', 'length_order']
+           'token_logp_energy', 'NonFiniteLogps', 'diff_start', 'pair_forward', 'reference_token_logps',
+           'DPOLossOutput', 'dpo_loss', 'pair_loss', 'loss_metrics', 'length_order']
 
 # %% ../nbs/04_dpo.ipynb #04129aa6
 class PairTooLong(ValueError):
@@ -180,10 +180,10 @@ def _plain_head(base):
     return backbone, head
 
 def _token_stats(model, input_ids, attention_mask, labels, chunk=None, fused=True):
-    "Per response token: (row index, log p, energy), from one forward pass."
+    "Per response token: (row index, position of the token in its sequence, log p, energy), from one forward pass."
     tgt = labels[:, 1:]
     mask = tgt != -100
-    rows = mask.nonzero()[:, 0]
+    nz = mask.nonzero(); rows, pos = nz[:, 0], nz[:, 1] + 1          # position j predicts token j+1
     base = _unwrap(model)
     parts = _plain_head(base) if fused else None
     if parts is not None:
@@ -200,7 +200,7 @@ def _token_stats(model, input_ids, attention_mask, labels, chunk=None, fused=Tru
             lps.append(z.gather(1, t[s:s+chunk, None]).squeeze(1) - l)
             with torch.no_grad(): ens.append(1 - 2 * lps[-1].exp() + torch.exp(torch.logsumexp(2 * z, -1) - 2 * l))
         logp, energy = torch.cat(lps), torch.cat(ens).clamp_min(0)
-    return rows.to(logp.device), logp, energy
+    return rows.to(logp.device), pos.to(logp.device), logp, energy
 
 def _cache_kw(backbone) -> str:
     "Name of the KV-cache argument: `cache` in recent transformers, `past_key_values` before."
@@ -257,9 +257,18 @@ def _token_stats_shared(model, batch, dev, chunk=None):
     n_sh = len(sh_i)
     rows_sh = torch.tensor([i for i, _ in sh_i], dtype=torch.long)
     rows = torch.cat([rows_sh, rows_sh + B, torch.arange(2 * B), torch.tensor([r for r, _ in ct], dtype=torch.long)]).to(logp.device)
+    pos_sh = torch.tensor([j for _, j in sh_i], dtype=torch.long)
+    pos = torch.cat([pos_sh, pos_sh, torch.tensor([S[r % B] for r in range(2 * B)], dtype=torch.long),
+                     torch.tensor([S[r % B] + j + 1 for r, j in ct], dtype=torch.long)]).to(logp.device)
     logp = torch.cat([logp[:n_sh], logp[:n_sh], logp[n_sh:]])
     energy = torch.cat([energy[:n_sh], energy[:n_sh], energy[n_sh:]])
-    return rows, logp, energy
+    return rows, pos, logp, energy
+
+def diff_start(labels) -> torch.Tensor:
+    "Per pair of a `(2B, T)` label batch (chosen rows first): the first position where chosen and rejected differ."
+    B = labels.shape[0] // 2
+    d = labels[:B] != labels[B:]                  # same prompt length, so the first difference is in the responses
+    return torch.where(d.any(1), d.int().argmax(1), torch.full((B,), labels.shape[1], device=labels.device))
 
 def pair_forward(model, batch, chunk: int | None = None, on_nonfinite: str = "raise", fused: bool = True,
                  share_prefix: bool = True) -> dict:
@@ -271,12 +280,13 @@ def pair_forward(model, batch, chunk: int | None = None, on_nonfinite: str = "ra
     dev = next(model.parameters()).device
     ids, am, labels = ids.to(dev), batch["attention_mask"].to(dev), batch["labels"].to(dev)
     if share_prefix and fused and "shared_lens" in batch and _can_share_prefix(model):
-        rows, logp, energy = _token_stats_shared(model, batch, dev, chunk)
+        rows, pos, logp, energy = _token_stats_shared(model, batch, dev, chunk)
     else:
-        rows, logp, energy = _token_stats(model, ids, am, labels, chunk, fused)
+        rows, pos, logp, energy = _token_stats(model, ids, am, labels, chunk, fused)
     n2 = ids.shape[0]; B = n2 // 2
+    energy = energy.detach().float() * (pos >= diff_start(labels).to(pos.device)[rows % B])   # common prefix cancels in u
     seq_logp = torch.zeros(n2, device=logp.device, dtype=logp.dtype).index_add(0, rows, logp)
-    seq_energy = torch.zeros(n2, device=logp.device, dtype=torch.float32).index_add(0, rows, energy.detach().float())
+    seq_energy = torch.zeros(n2, device=logp.device, dtype=torch.float32).index_add(0, rows, energy)
     n_tok = torch.zeros(n2, device=logp.device, dtype=torch.long).index_add(0, rows, torch.ones_like(rows))
     finite_seq = torch.isfinite(seq_logp.detach())
     finite = finite_seq[:B] & finite_seq[B:]
@@ -292,8 +302,9 @@ def pair_forward(model, batch, chunk: int | None = None, on_nonfinite: str = "ra
                 finite=finite)
 
 # %% ../nbs/04_dpo.ipynb #781c6c8a
-def reference_token_logps(model, batch):
-    "Slow, obvious version for tests: full logits, log_softmax, gather; returns per-sequence (sum logp, sum energy)."
+def reference_token_logps(model, batch, skip_common_prefix: bool = True):
+    """Slow, obvious version for tests: full logits, log_softmax, gather; returns per-sequence (sum logp, sum energy),
+    the energy over the response tokens after the pair's common response prefix (all of them with `skip_common_prefix=False`)."""
     dev = next(model.parameters()).device
     logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev)).logits[:, :-1].float()
     tgt = batch["labels"][:, 1:].to(dev); mask = tgt != -100
@@ -301,7 +312,11 @@ def reference_token_logps(model, batch):
     lp = lsm.gather(2, tgt.clamp_min(0)[..., None]).squeeze(-1)
     p = lsm.exp()
     en = 1 - 2 * lp.exp() + (p * p).sum(-1)
-    return (lp * mask).sum(1), (en * mask).sum(1).detach()
+    emask, B = mask.clone(), len(mask) // 2
+    for i in range(B * skip_common_prefix):
+        n = common_prefix_len(tgt[i][mask[i]].tolist(), tgt[i + B][mask[i + B]].tolist())
+        for r in (i, i + B): emask[r, mask[r].nonzero()[:n, 0]] = False
+    return (lp * mask).sum(1), (en * emask).sum(1).detach()
 
 # %% ../nbs/04_dpo.ipynb #d4a2a914
 LOSS_TYPES = ("sigmoid", "ipo", "robust", "sft")

@@ -53,8 +53,8 @@ class MarginTracker:
     def newest_u(self, idx=slice(None)) -> np.ndarray: return self.u[idx, -1]
     def newest_step(self, idx=slice(None)) -> np.ndarray: return self.step[idx, -1]
     def stale(self, idx, since_step: int) -> np.ndarray:
-        "True for rows with no entry newer than `since_step` (the previous refresh): they need rescoring."
-        return self.newest_step(idx) <= since_step
+        "True for rows whose newest entry is older than `since_step` (the previous refresh), or missing: they need rescoring."
+        s = self.newest_step(idx); return (s < since_step) | (s < 0)
     def flip(self, idx, eps_flip: float = Config.eps_flip) -> np.ndarray:
         return scoring.sign_flip(torch.from_numpy(self.u[idx]), eps_flip).numpy()
     def band(self, idx, u_band: float = Config.u_band) -> np.ndarray:

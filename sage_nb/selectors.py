@@ -321,14 +321,14 @@ class PoolSelector(Selector):
         cur.leave(cur.pool[tr.trained[cur.pool]]); pool = cur.pool                   # 1. trained: pre-update margins
         scored += self._score(pool[tr.stale(pool, since)], step)                     # 2. stale pairs only
         triv = np.zeros(len(self.ids), bool); triv[pool] = self._trivial(pool)
-        retired = cur.retire(triv)                                                     # 3.
+        retired = cur.retire(triv, tr.newest_step() == step)                          # 3. new entries only
         if len(retired):
             self.retired_total += len(retired)
             self._event(step, "retire", pair_ids=[self.ids[i] for i in retired], n=int(len(retired)))
         unl = cur.maybe_unlock(min_pool=self.B)                                        # 4.
         if unl: self._event(step, "unlock", stratum=int(unl[0]))
         cur.rebalance(); new = cur.refill()                                            # 5.
-        scored += self._score(new, step)
+        scored += self._score(new[tr.stale(new, since) | tr.trained[new]], step)   # a redrawn pair may keep its entry
         cur.streak[new] = self._trivial(new); cur.leave(new[tr.trained[new]])         # (no margin after its update)
         fresh = np.zeros(len(self.ids), bool); fresh[new] = True                       # 6. on the fresh draws
         comp = cur.update_competence(tr.newest_u(), fresh & ~self.trained, self.on_policy)

@@ -192,3 +192,26 @@ def test_truncation_property():
         assert len(t["chosen_ids"]) > d and len(t["rejected_ids"]) > d
         assert t["chosen_ids"][d] != t["rejected_ids"][d]
     check()
+
+
+def test_energy_skips_common_response_prefix():
+    "pair_forward's energy (and the cached ref_energy, which comes from it) sums only the tokens after the common prefix."
+    from sage_nb.dpo import reference_token_logps
+    policy, tok = tiny_model(seed=0)
+    pairs = _pairs(tok)  # "a" and "b" share a response start ("2+3 = ", "7*6 = "), "c" shares only "10"
+    mk = lambda pid, c, r: dict(pair_id=pid, problem_id=pid, prompt=chat_prompt(tok, "What is 2+3?"), chosen=c, rejected=r)
+    pairs.append(mk("d", "5\n#### 5", "Six\n#### 6"))   # responses differ from their first token
+    cfg = Config(max_length=128, max_prompt_length=64)
+    b = collate_pairs(tok, pairs, cfg.max_length, cfg.max_prompt_length)
+    shared = [tokenize_pair(tok, p, cfg.max_length, cfg.max_prompt_length)["diff_at"] for p in pairs]
+    assert shared[0] > 0 and shared[1] > 0 and shared[3] == 0
+    with torch.no_grad():
+        out = pair_forward(policy, b)
+        _, suffix = reference_token_logps(policy, b)
+        _, every = reference_token_logps(policy, b, skip_common_prefix=False)
+    torch.testing.assert_close(out["energy"], suffix[:4] + suffix[4:], atol=1e-3, rtol=1e-4)
+    assert all(out["energy"][i] < every[i] + every[i + 4] - 1 for i in (0, 1))
+    torch.testing.assert_close(out["energy"][3], every[3] + every[7], atol=1e-3, rtol=1e-4)
+    cached = cache_reference(policy, tok, pairs, cfg, batch_size=2, progress=False)
+    with reference_mode(policy), torch.no_grad(): ref = pair_forward(policy, b)
+    torch.testing.assert_close(torch.tensor(cached["ref_energy"]), ref["energy"], atol=1e-3, rtol=1e-4)
