@@ -80,9 +80,15 @@ class Dashboard:
 
     def _on_stop(self, _=None):
         if self.trainer is None or self.stop_requested: return
-        self.stop_requested = True; self.stop_button.disabled = True; self.stop_button.description = "Stopping…"
-        self.last_event = "stop requested"; self._set_status()
+        self.stop_requested = True; self.last_event = "stop requested"
         self.trainer.stop()
+        # a kernel may handle the click on a subshell's thread while a cell runs: widget messages sent from there
+        # at the same time as the trainer thread's can be lost, so off the main thread the button changes with the
+        # trainer's next callback
+        if threading.current_thread() is threading.main_thread(): self._show_stopping()
+
+    def _show_stopping(self):
+        self.stop_button.disabled = True; self.stop_button.description = "Stopping…"; self._set_status()
 
     def show(self):
         "Display the dashboard (Jupyter, JupyterLab, Colab; a no-op text repr without a frontend)."
@@ -131,6 +137,7 @@ class Dashboard:
     # --- drawing
     def _changed(self):
         self._dirty = True
+        if self.stop_requested and not self.stop_button.disabled: self._show_stopping()
         now = time.perf_counter()
         wait = max(self.min_interval, (self.draw_s / max(self.draws, 1)) / self.budget if self.draws else 0.0)
         if now - self._last_draw >= wait: self.flush()
