@@ -4,8 +4,9 @@ with it saves small.
 
 Known problem (ipykernel 7.4 with JupyterLab 4.6): Lab sends the click on a kernel subshell while the join cell
 runs; from then on the training thread's widget messages block until the cell ends, and the cell never ends, so the
-run freezes (it ends, with its checkpoint, only when the kernel is shut down). `wait_while` does not help there: the
-ipykernel 7 API it polls through (`do_one_iteration`) is gone. The test then reports an expected failure instead of
+run freezes (it ends, with its checkpoint, only when the kernel is shut down). A plain `while trainer.running:
+time.sleep(0.1)` cell freezes the same way, and `wait_while` does not help there: the ipykernel 7 API it polls
+through (`do_one_iteration`) is gone. The test then reports an expected failure instead of
 passing."""
 import json, os, shutil, socket, subprocess, sys, tempfile, time, uuid
 from pathlib import Path
