@@ -4,7 +4,7 @@
 
 # %% ../nbs/18_dashboard.ipynb #d30efe7b
 from __future__ import annotations
-import html, math, threading, time
+import functools, hashlib, html, math, re, threading, time
 from pathlib import Path
 import plotly.graph_objects as go
 from .runlog import log_frame
@@ -13,6 +13,31 @@ from .figures import margin_stability_figure, pool_dynamics_figure, snr_figure, 
 
 # %% auto #0
 __all__ = ['Dashboard']
+
+# %% ../nbs/18_dashboard.ipynb #7e51b0aa
+_GUEST = """const key = %r;
+async function shared() { while (!globalThis[key]) await new Promise(r => setTimeout(r, 25)); return globalThis[key]; }
+export default async () => (await shared())();"""
+_FIT = """;(() => { const V = %s, render = V.prototype.perform_render, remove = V.prototype.remove;
+V.prototype.perform_render = function () { const r = render.apply(this, arguments);
+  this._fit = new ResizeObserver(() => { if (this.el.isConnected && this.el.clientWidth) this.autosizeFigure(); });
+  this._fit.observe(this.el); return r; };
+V.prototype.remove = function () { this._fit?.disconnect(); return remove.apply(this, arguments); };
+globalThis[%r] = %s; })();
+"""
+
+@functools.cache
+def _widget_classes() -> tuple[type, type]:
+    "(host, guest) FigureWidget classes: the host carries plotly's bundle and shares it, a guest loads the shared one."
+    src = str(go.FigureWidget._esm)
+    m = list(re.finditer(r"export\s*\{([^}]*)\}", src))
+    names = dict(reversed(p.strip().split(" as ")) for p in (m[-1].group(1).split(",") if m else []) if " as " in p)
+    if not {"default", "FigureView"} <= names.keys(): return go.FigureWidget, go.FigureWidget   # unknown bundle: one each
+    key = "__sage_nb_plotly_" + hashlib.sha1(src.encode()).hexdigest()[:12]
+    host, guest = type("PlotlyHost", (go.FigureWidget,), {}), type("PlotlyGuest", (go.FigureWidget,), {})
+    host._esm = src[:m[-1].start()] + _FIT % (names["FigureView"], key, names["default"]) + src[m[-1].start():]
+    guest._esm = _GUEST % key
+    return host, guest
 
 # %% ../nbs/18_dashboard.ipynb #a8b2c3d4
 def _num(v, fmt: str) -> str:
@@ -32,19 +57,20 @@ class Dashboard:
         self.trainer, self.draws, self.draw_s, self.finished, self.stop_requested = None, 0, 0.0, False, False
         self._last_draw, self._dirty, self._lock = float("-inf"), False, threading.RLock()
         self.last_event = "—"
-        self.figs = dict(margin=go.FigureWidget(margin_stability_figure(None, self.cfg)),
-                         pool=go.FigureWidget(pool_dynamics_figure([], self.cfg)),
-                         snr=go.FigureWidget(snr_figure(None)),
-                         training=go.FigureWidget(training_figure(None, None)))
+        host, guest = _widget_classes()
+        empty = dict(margin=margin_stability_figure(None, self.cfg), pool=pool_dynamics_figure([], self.cfg),
+                     snr=snr_figure(None), training=training_figure(None, None))
+        self.figs = {k: (host if i == 0 else guest)(f.update_layout(autosize=True)) for i, (k, f) in enumerate(empty.items())}
         self.status = W.HTML(value=self._status_html())
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
                                     tooltip="Stop training after this step and write a checkpoint (bind a trainer first)")
         self.stop_button.on_click(self._on_stop)
-        half = lambda w: W.Box([w], layout=W.Layout(width="50%", min_width="420px"))
-        f = self.figs
-        self.widget = W.VBox([W.HBox([self.stop_button, self.status], layout=W.Layout(align_items="center")),
-                              W.HBox([half(f["margin"]), half(f["snr"])], layout=W.Layout(flex_flow="row wrap")),
-                              W.HBox([half(f["pool"]), half(f["training"])], layout=W.Layout(flex_flow="row wrap"))])
+        # two plots a row where they fit at 460 px or more, else one a row, never wider than the output area
+        cell = lambda w: W.Box([w], layout=W.Layout(display="block", flex="1 1 460px", min_width="0", max_width="100%"))
+        plots = W.Box([cell(self.figs[k]) for k in ("margin", "snr", "pool", "training")],
+                      layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
+        self.widget = W.VBox([W.HBox([self.stop_button, self.status], layout=W.Layout(align_items="center", flex_flow="row wrap")), plots],
+                             layout=W.Layout(width="100%"))
 
     # --- wiring
     def bind(self, trainer):
@@ -54,9 +80,15 @@ class Dashboard:
 
     def _on_stop(self, _=None):
         if self.trainer is None or self.stop_requested: return
-        self.stop_requested = True; self.stop_button.disabled = True; self.stop_button.description = "Stopping…"
-        self.last_event = "stop requested"; self._set_status()
+        self.stop_requested = True; self.last_event = "stop requested"
         self.trainer.stop()
+        # a kernel may handle the click on a subshell's thread while a cell runs: widget messages sent from there
+        # at the same time as the trainer thread's can be lost, so off the main thread the button changes with the
+        # trainer's next callback
+        if threading.current_thread() is threading.main_thread(): self._show_stopping()
+
+    def _show_stopping(self):
+        self.stop_button.disabled = True; self.stop_button.description = "Stopping…"; self._set_status()
 
     def show(self):
         "Display the dashboard (Jupyter, JupyterLab, Colab; a no-op text repr without a frontend)."
@@ -105,6 +137,7 @@ class Dashboard:
     # --- drawing
     def _changed(self):
         self._dirty = True
+        if self.stop_requested and not self.stop_button.disabled: self._show_stopping()
         now = time.perf_counter()
         wait = max(self.min_interval, (self.draw_s / max(self.draws, 1)) / self.budget if self.draws else 0.0)
         if now - self._last_draw >= wait: self.flush()

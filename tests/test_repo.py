@@ -4,9 +4,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def test_readme_is_rendered_from_index_notebook():
+def test_readme_and_top_level_index_are_rendered_from_index_notebook():
     r = subprocess.run([sys.executable, str(ROOT/"tools"/"make_readme.py"), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+    assert "README.md and index.ipynb match" in r.stdout, r.stdout
+
+def test_top_level_index_is_the_walkthrough_for_colab():
+    import json
+    top, src = json.loads((ROOT/"index.ipynb").read_text()), json.loads((ROOT/"nbs"/"index.ipynb").read_text())
+    assert [c["id"] for c in top["cells"]] == [c["id"] for c in src["cells"]]
+    text = (ROOT/"index.ipynb").read_text()
+    assert "colab.research.google.com/github/sage-nb/sage_nb/blob/main/index.ipynb" in text
+    for img in __import__("re").findall(r"\]\((nbs/images/[^)]+)\)", text): assert (ROOT/img).exists(), img
+    first_code = next("".join(c["source"]) for c in src["cells"] if c["cell_type"] == "code")
+    assert first_code.startswith("try: import sage_nb") and "%pip install" in first_code   # a no-op where it is installed
 
 def test_readme_starts_with_the_two_commands():
     head = (ROOT/"README.md").read_text()[:3000]

@@ -1,6 +1,8 @@
-"""Write README.md from nbs/index.ipynb (the walkthrough), the way nbdev's readme does without quarto:
-markdown cells as they are, code cells as python blocks followed by their text output, hidden cells left out.
-`python tools/make_readme.py` writes it; `--check` exits 1 when README.md and the notebook have drifted."""
+"""Write README.md and the top-level index.ipynb from nbs/index.ipynb (the walkthrough).
+README.md the way nbdev's readme does without quarto: markdown cells as they are, code cells as python blocks
+followed by their text output, hidden cells left out. index.ipynb is the notebook itself at the repository's top
+level, where "Open in Colab" links find it. Both refer to images by their path from the top level.
+`python tools/make_readme.py` writes them; `--check` exits 1 when either has drifted from the notebook."""
 import json, re, sys
 from pathlib import Path
 
@@ -20,6 +22,8 @@ def _text_output(cell):
                 out.append("".join(d["text/plain"]))
     return "".join(out).rstrip()
 
+def _top_level(text): return text.replace("](images/", "](nbs/images/")   # image links, seen from the top level
+
 def _strip_directives(src): return "\n".join(l for l in src.splitlines() if not l.startswith("#|")).strip()
 
 def render(nb_path=ROOT/"nbs"/"index.ipynb") -> str:
@@ -35,13 +39,17 @@ def render(nb_path=ROOT/"nbs"/"index.ipynb") -> str:
             parts.append(f"```python\n{code}\n```")
             out = _text_output(cell)
             if out: parts.append(f"```\n{out}\n```")
-    return "\n\n".join(p for p in parts if p) + "\n"
+    return _top_level("\n\n".join(p for p in parts if p) + "\n")
+
+def notebook(nb_path=ROOT/"nbs"/"index.ipynb") -> str:
+    "The top-level index.ipynb: the walkthrough with image links seen from the top level."
+    return _top_level(Path(nb_path).read_text())
 
 if __name__ == "__main__":
-    text, readme = render(), ROOT/"README.md"
+    want = {ROOT/"README.md": render(), ROOT/"index.ipynb": notebook()}
     if "--check" in sys.argv:
-        if not readme.exists() or readme.read_text() != text:
-            sys.exit("README.md differs from nbs/index.ipynb: run `python tools/make_readme.py`.")
-        print("README.md matches nbs/index.ipynb")
+        stale = [p.name for p, text in want.items() if not p.exists() or p.read_text() != text]
+        if stale: sys.exit(f"{' and '.join(stale)} differ from nbs/index.ipynb: run `python tools/make_readme.py`.")
+        print("README.md and index.ipynb match nbs/index.ipynb")
     else:
-        readme.write_text(text); print(f"wrote {readme}")
+        for p, text in want.items(): p.write_text(text); print(f"wrote {p}")
