@@ -91,3 +91,20 @@ def test_resume_with_two_processes(runs):
     _close(_rows(two/"metrics.jsonl"), _rows(tmp/"again"/"metrics.jsonl"), tol=1e-5)
     kinds = [e["kind"] for e in _rows(tmp/"again"/"events.jsonl")]
     assert kinds.count("resume") == 1
+
+def test_cli_run_under_accelerate_launch(tmp_path):
+    "`accelerate launch ... -m sage_nb.cli run` on two CPU processes: one run folder, one report, one line per step."
+    from sage_nb.models import tiny_model
+    m, tok = tiny_model(lora=False, seed=1)
+    m.save_pretrained(tmp_path/"tiny"); tok.save_pretrained(tmp_path/"tiny")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", "-m", "sage_nb.cli", "run",
+           "--model", str(tmp_path/"tiny"), "--out-dir", str(tmp_path/"run"), "--n-train-problems", "6", "--n-eval-problems", "2",
+           "--k", "2", "--max-new-tokens", "8", "--steps", "2", "--batch-size", "2", "--checkpoint-every", "1", "--levels", "0,1"]
+    p = subprocess.run(cmd, cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    assert p.stdout.count("sage-nb run:") == 1                          # the printout is the main process's
+    assert sorted(d.name for d in tmp_path.iterdir()) == ["run", "tiny"]  # both processes used the same folder
+    run = tmp_path/"run"
+    assert (run/"report.html").exists() and [r["step"] for r in _rows(run/"metrics.jsonl")] == [1, 2]
