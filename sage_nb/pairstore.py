@@ -4,7 +4,6 @@
 
 # %% ../nbs/13_pairstore.ipynb #b5a00003
 from __future__ import annotations
-import contextlib
 import numpy as np, pandas as pd
 import torch
 from .config import Config
@@ -12,7 +11,8 @@ from . import dpo, scoring
 from .reference import REF_COLUMNS, adapter_is_zero, reference_stats, cache_fingerprint, check_fingerprint, fingerprint
 
 # %% auto #0
-__all__ = ['STAT_KEYS', 'pair_stats', 'stats_from_reference', 'as_pair_frame', 'selector_table', 'PairStore']
+__all__ = ['STAT_KEYS', 'pair_stats', 'stats_from_reference', 'as_pair_frame', 'selector_table', 'PairStore', 'shard',
+           'gather_shards']
 
 # %% ../nbs/13_pairstore.ipynb #b5a00006
 STAT_KEYS = ("u", "s", "c", "energy", "z")
@@ -109,8 +109,7 @@ class PairStore:
     def forward(self, model, ids, loss_fn=None):
         "(total, dpo, nll, stats) per pair of one `pair_forward` on `ids`; NaN/inf log-probs are flagged, not raised."
         dev = next(model.parameters()).device
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
-        with ctx: out = dpo.pair_forward(model, self.batch(ids, dev), on_nonfinite="flag")
+        out = dpo.pair_forward(model, self.batch(ids, dev), on_nonfinite="flag")
         rc, rr = self.refs(ids, dev)
         total, d, nll = (loss_fn or self.loss)(out, rc, rr)
         return total, d, nll, pair_stats(out, rc, rr, self.cfg.beta)
@@ -134,3 +133,17 @@ def _score(self, model, ids, reuse_reference: bool = True, loss_fn=None) -> dict
     back = np.argsort(order)                         # results in the caller's order
     return {k: (np.concatenate(v)[back] if v else np.zeros(0, dtype=np.float32)) for k, v in parts.items()}
 PairStore.score = _score
+
+# %% ../nbs/13_pairstore.ipynb #b5a0d002
+def shard(ids, rank: int, world: int) -> list:
+    "Process `rank`'s contiguous slice of `ids` when split over `world` processes (sizes differ by at most one)."
+    n, k = divmod(len(ids), world)
+    lo = rank*n + min(rank, k)
+    return list(ids[lo:lo + n + (rank < k)])
+
+def gather_shards(fn, ids, accelerator=None) -> dict:
+    "`fn(ids)` (a dict of per-id numpy arrays) computed in slices over the processes and gathered in `ids`' order."
+    if accelerator is None or accelerator.num_processes == 1: return fn(ids)
+    from accelerate.utils import gather_object
+    parts = gather_object([fn(shard(ids, accelerator.process_index, accelerator.num_processes))])
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}

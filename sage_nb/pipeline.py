@@ -73,8 +73,9 @@ def _fmt_eval(e): return "n/a" if not e else f"{e['accuracy']:.3f} ({e['n_correc
 
 def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = True) -> dict:
     "The main job: pairs, reference cache, training with `cfg.selector`, held-out accuracy, report. Returns the summary."
-    from sage_nb.models import load_policy
-    from sage_nb.trainer import Trainer
+    from accelerate.utils import broadcast_object_list
+    from sage_nb.models import load_policy, pick_device
+    from sage_nb.trainer import Trainer, make_accelerator
     from sage_nb.data import flip_labels
     from sage_nb.evaluate import evaluate
     from sage_nb.report import write_report
@@ -82,23 +83,25 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
         run_dir = Path(resume)
         if not (run_dir/"config.json").exists(): raise FileNotFoundError(f"--resume {run_dir}: not a run folder (no config.json).")
         cfg = Config.from_json(run_dir/"config.json")
-    else:
-        run_dir = fresh_run_dir(cfg.out_dir); cfg = cfg.replace(out_dir=str(run_dir))
-    t0 = time.perf_counter()
-    _log(f"run folder {run_dir}; selector {cfg.selector}, {cfg.steps} steps of {cfg.batch_size} pairs, seed {cfg.seed}")
+    acc = make_accelerator(pick_device(cfg.device))     # this process, alone or one of `accelerate launch`'s
+    if not resume:                                     # the main process's choice of folder, for every process
+        run_dir = broadcast_object_list([fresh_run_dir(cfg.out_dir)])[0]; cfg = cfg.replace(out_dir=str(run_dir))
+    main, t0 = acc.is_main_process, time.perf_counter()
+    if main: _log(f"run folder {run_dir}; selector {cfg.selector}, {cfg.steps} steps of {cfg.batch_size} pairs, seed {cfg.seed}")
     model, tok = load_policy(cfg.model, quantize=cfg.quantize, lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed,
-                             lora_dropout=cfg.lora_dropout, device=cfg.device)
-    pairs = with_reference(cfg, model, tok, get_pairs(cfg, model, tok))
+                             lora_dropout=cfg.lora_dropout, device=cfg.device if acc.num_processes == 1 else str(acc.device))
+    with acc.main_process_first():                     # the main process builds the caches, the others then read them
+        pairs = with_reference(cfg, model, tok, get_pairs(cfg, model, tok))
     if cfg.label_noise:   # after the reference pass: the cache holds clean pairs, flip_labels swaps their columns too
         pairs = flip_labels(pairs, cfg.label_noise, seed=cfg.seed)
         _log(f"label noise: chosen and rejected swapped on {sum(pairs['flipped'])} of {len(pairs)} training pairs")
     eval_problems = get_problems(cfg, "eval") if cfg.n_eval_problems > 0 else []
     eval_fn = (lambda m: evaluate(m, tok, eval_problems, max_new_tokens=cfg.max_new_tokens, progress=progress)) if eval_problems else None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    pair_table(pairs).to_parquet(run_dir/"pair_table.parquet")
+    if main: run_dir.mkdir(parents=True, exist_ok=True); pair_table(pairs).to_parquet(run_dir/"pair_table.parquet")
     trainer = Trainer(model, tok, pairs, cfg, run_dir=run_dir, callbacks=callbacks, eval_fn=eval_fn, resume=bool(resume),
-                      progress=progress)
+                      progress=progress, accelerator=acc)
     summary = trainer.train()
+    if not main: return summary                        # the report and the printout are the main process's
     report = write_report(run_dir)
     summary = dict(summary, run_dir=str(run_dir), report=str(report), wall_s=time.perf_counter() - t0)
     loss = f"{cfg.alpha_nll}*NLL(chosen) only" if cfg.loss_type == "sft" else f"{cfg.loss_type}+{cfg.alpha_nll}*NLL"

@@ -4,20 +4,20 @@
 
 # %% ../nbs/15_trainer.ipynb #c720b3a1
 from __future__ import annotations
-import json, logging, math, threading, time
+import contextlib, json, logging, math, threading, time
 from pathlib import Path
 import torch
 from .config import Config
 from . import checkpoint as ckpt, probe
 from .checkpoint import seed_everything, set_rng_state, disable_dropout, save_adapter
-from .pairstore import PairStore, STAT_KEYS
+from .pairstore import PairStore, STAT_KEYS, shard, gather_shards
 from .runlog import RunLog, jsonable
 
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['METRIC_KEYS', 'make_optimizer', 'RunEvents', 'Background', 'Trainer', 'patch_method', 'micro_batches',
-           'accumulate_grads', 'clip_and_step', 'step_metrics', 'run_summary']
+__all__ = ['METRIC_KEYS', 'make_optimizer', 'RunEvents', 'Background', 'make_accelerator', 'Trainer', 'patch_method',
+           'micro_batches', 'accumulate_grads', 'gather_step', 'clip_and_step', 'step_metrics', 'run_summary']
 
 # %% ../nbs/15_trainer.ipynb #b0a00021
 def make_optimizer(params, cfg: Config):
@@ -30,15 +30,15 @@ def make_optimizer(params, cfg: Config):
     return optimizer, get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=max(cfg.steps, 1))
 
 class RunEvents:
-    "The run folder's logs (`RunLog`, created on first use) and the callbacks that receive each line written."
-    def __init__(self, run_dir, callbacks=()): self.run_dir, self.callbacks, self._log = Path(run_dir), list(callbacks), None
+    "The run folder's logs (`RunLog`, created on first use) and the callbacks that receive each line written; with `main=False` (not the main process) nothing is written or sent."
+    def __init__(self, run_dir, callbacks=(), main=True): self.run_dir, self.callbacks, self._log, self.main = Path(run_dir), list(callbacks), None, main
     @property
     def log(self) -> RunLog:
         if self._log is None: self._log = RunLog(self.run_dir)
         return self._log
 
     def emit(self, kind, payload):
-        for cb in self.callbacks:
+        for cb in (self.callbacks if self.main else ()):
             fn = getattr(cb, f"on_{kind}", None)
             if fn is None: continue
             try: fn(payload)
@@ -47,13 +47,14 @@ class RunEvents:
 
     def write(self, name, rows, kind=None) -> list[dict]:
         "Append `rows` to log `name`, then send each written row to the callbacks' `on_<kind>`."
-        rows = self.log.append(name, rows)
+        rows = self.log.append(name, rows) if self.main else [jsonable(r) for r in rows]
         for r in rows: self.emit(kind, r)
         return rows
 
     def drain(self, selector):
         "The selector's pending pair rows (one `on_pairs` call with all of them) and events."
-        rows = self.log.append("pairs", selector.drain_pair_rows() or [])
+        rows = selector.drain_pair_rows() or []
+        if self.main: rows = self.log.append("pairs", rows)
         if rows: self.emit("pairs", rows)
         self.write("events", selector.drain_events() or [], "event")
 
@@ -89,19 +90,28 @@ class Background:
     @property
     def running(self) -> bool: return self._thread is not None and self._thread.is_alive()
 
+# %% ../nbs/15_trainer.ipynb #ac0e0002
+def make_accelerator(device=None):
+    "An `Accelerator` for a model on `device`: the CPU (no mixed precision) for a CPU model, else bf16 on CUDA."
+    from accelerate import Accelerator
+    cpu = device is not None and torch.device(device).type == "cpu"
+    return Accelerator(cpu=cpu, mixed_precision="bf16" if torch.cuda.is_available() and not cpu else "no")
+
 # %% ../nbs/15_trainer.ipynb #19f662e2
 class Trainer(Background):
     "DPO(+NLL) training of `model` on `pairs` (with reference columns), batches chosen by `selector`, logged to `run_dir`."
     reuse_reference_pass = True     # score an untouched adapter from the reference cache instead of a forward pass
     def __init__(self, model, tokenizer, pairs, cfg: Config, selector=None, run_dir=None, callbacks=(), eval_fn=None,
-                 resume: bool = False, progress: bool = True):
+                 resume: bool = False, progress: bool = True, accelerator=None):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.eval_fn, self.progress, self._resume = eval_fn, progress, resume
         self.run_dir = Path(run_dir if run_dir is not None else cfg.out_dir)
         if not resume and ckpt.run_exists(self.run_dir):
             raise FileExistsError(f"{self.run_dir} already holds a run. Pass resume=True to continue it, call "
                                   "prepare_run_dir(run_dir, overwrite=True) to replace it, or use another run_dir.")
-        self.device = next(model.parameters()).device
+        self.acc = accelerator or make_accelerator(next(model.parameters()).device)
+        if cfg.batch_size < self.acc.num_processes:
+            raise ValueError(f"cfg.batch_size={cfg.batch_size} is split over {self.acc.num_processes} processes: it must be at least that.")
         disable_dropout(model)
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params: raise ValueError("The model has no trainable parameters (expected a LoRA adapter from load_policy/tiny_model).")
@@ -110,12 +120,15 @@ class Trainer(Background):
             from sage_nb.selectors import make_selector
             selector = make_selector(cfg.selector, cfg)
         self.selector, self.selector_name = selector, getattr(selector, "name", type(selector).__name__)
-        self.events, self._stop = RunEvents(self.run_dir, callbacks), threading.Event()
+        self.events, self._stop = RunEvents(self.run_dir, callbacks, main=self.acc.is_main_process), threading.Event()
         self.step, self._ckpt_step, self._started, self._finished = 0, -1, False, False
         self.timers = dict.fromkeys(("train_s", "score_s", "snr_s", "eval_s", "checkpoint_s", "total_s"), 0.0)
         self._score_step, self._in_score, self.nan_streak, self.nan_skips = 0.0, False, 0, 0
         self.eval_before = self.eval_after = self.last_metrics = None
-        self.optimizer, self.scheduler = make_optimizer(self.params, cfg)
+        optimizer, self.scheduler = make_optimizer(self.params, cfg)    # the schedule steps once per update on every process
+        move = self.acc.num_processes > 1                                  # one process: the model stays where it was loaded
+        self.train_model, self.optimizer = self.acc.prepare(model, optimizer, device_placement=[move, move])
+        self.device = next(model.parameters()).device
 
     @property
     def log(self) -> RunLog: return self.events.log
@@ -139,16 +152,16 @@ def compute_loss(self, out, ref_chosen, ref_rejected):
     return self.store.loss(out, ref_chosen, ref_rejected)
 
 @patch_method
-def forward(self, ids):
-    "`PairStore.forward` of the policy on `ids`: per-pair (total, dpo, nll, stats)."
-    return self.store.forward(self.model, ids, self.compute_loss)
+def forward(self, ids, model=None):
+    "`PairStore.forward` of the policy (or of `model`: the DDP-wrapped one in training) on `ids`: per-pair (total, dpo, nll, stats)."
+    return self.store.forward(self.model if model is None else model, ids, self.compute_loss)
 
 @patch_method
 def score_fn(self, pair_ids) -> dict:
     "`PairStore.score` of the policy: numpy arrays u, s, c, energy (β²·G), z aligned with `pair_ids`."
     t0, outer = time.perf_counter(), not self._in_score
     self._in_score = True
-    try: return self.store.score(self.model, pair_ids, self.reuse_reference_pass, self.compute_loss)
+    try: return gather_shards(lambda ids: self.store.score(self.model, ids, self.reuse_reference_pass, self.compute_loss), pair_ids, self.acc)
     finally:
         if outer:
             dt = time.perf_counter() - t0
@@ -162,23 +175,41 @@ def micro_batches(ids, grad_accum: int) -> list[list]:
     size = math.ceil(len(ids)/n)
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
-def accumulate_grads(forward, ids, grad_accum: int):
-    "Backward over micro-batches: (loss sums, per-pair stats), or (None, the bad value) at a non-finite loss."
-    sums, stats = dict(loss=0.0, dpo=0.0, nll=0.0), []
-    for mb in micro_batches(ids, grad_accum):
-        total, d, nll, st = forward(mb)
-        w = len(mb)/len(ids)
-        loss = total.mean()*w
-        if not torch.isfinite(loss): return None, loss.item()
-        loss.backward()
+def _first_bad(bad, acc):
+    "The first process's non-finite loss value, the same on every process (None if all were finite)."
+    from accelerate.utils import gather_object
+    return next((b for b in gather_object([bad]) if b is not None), None)
+
+def accumulate_grads(forward, ids, grad_accum: int, acc=None, model=None, n_global=None):
+    "Backward over micro-batches of this process's `ids`: (loss sums, per-pair stats), or (None, the bad value) at a non-finite loss on any process."
+    world, n = (acc.num_processes if acc else 1), n_global or len(ids)
+    sums, stats, bad, mbs = dict(loss=0.0, dpo=0.0, nll=0.0), [], None, micro_batches(ids, grad_accum)
+    for i, mb in enumerate(mbs):
+        last = i == len(mbs) - 1
+        with acc.no_sync(model) if world > 1 and not last else contextlib.nullcontext():   # one all-reduce, at the last
+            total, d, nll, st = forward(mb)
+            w = len(mb)*world/n                      # DDP averages over processes: the sum over all is the global mean
+            loss = total.mean()*w
+            if bad is None and not torch.isfinite(loss): bad = loss.item()
+            if world > 1 and last: bad = _first_bad(bad, acc)
+            if bad is not None:
+                if world == 1 or last: return None, bad
+                continue
+            acc.backward(loss) if acc else loss.backward()
         sums["loss"] += loss.item(); sums["dpo"] += d.mean().item()*w; sums["nll"] += nll.mean().item()*w
         stats.append({k: v.detach().float().cpu() for k, v in st.items()})
     return sums, {k: torch.cat([s[k] for s in stats]) for k in stats[0]}
 
-def clip_and_step(params, optimizer, scheduler, max_grad_norm) -> float:
+def gather_step(sums, st, acc):
+    "Every process's loss sums (averaged: each is already scaled by the process count) and per-pair stats (in process order)."
+    from accelerate.utils import gather_object
+    parts = gather_object([(sums, st)])
+    return {k: sum(p[0][k] for p in parts)/len(parts) for k in sums}, {k: torch.cat([p[1][k] for p in parts]) for k in st}
+
+def clip_and_step(params, optimizer, scheduler, max_grad_norm, acc=None) -> float:
     "Clip the gradient norm (no clipping for `max_grad_norm` <= 0) and, if it is finite, step the optimizer and schedule."
     clip = max_grad_norm if max_grad_norm and max_grad_norm > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip).item()
+    grad_norm = (acc.clip_grad_norm_ if acc else torch.nn.utils.clip_grad_norm_)(params, clip).item()
     if math.isfinite(grad_norm): optimizer.step(); scheduler.step()
     return grad_norm
 
@@ -191,19 +222,21 @@ def step_metrics(sums, st) -> dict:
 # %% ../nbs/15_trainer.ipynb #b0a00031
 @patch_method
 def _train_step(self, step):
-    cfg, t0 = self.cfg, time.perf_counter()
+    cfg, acc, t0 = self.cfg, self.acc, time.perf_counter()
     self._score_step, snr_s = 0.0, 0.0
     ids = [str(p) for p in (self.selector.next_batch(step) or [])]
     if not ids:
         raise RuntimeError(f"Selector {self.selector.describe()} returned no pairs for step {step}; "
                            "the pool is exhausted or every pair was filtered.")
-    if cfg.snr_every and step % cfg.snr_every == 0:
+    if cfg.snr_every and step % cfg.snr_every == 0 and acc.is_main_process:
         t1 = time.perf_counter(); self._snr_probe(step, ids); snr_s = time.perf_counter() - t1
     self.model.train()
     self.optimizer.zero_grad(set_to_none=True)
-    sums, st = accumulate_grads(self.forward, ids, cfg.grad_accum)
+    mine = shard(ids, acc.process_index, acc.num_processes)
+    sums, st = accumulate_grads(lambda mb: self.forward(mb, self.train_model), mine, cfg.grad_accum, acc, self.train_model, len(ids))
+    if sums is not None and acc.num_processes > 1: sums, st = gather_step(sums, st, acc)
     ok, bad, lr = sums is not None, st, self.optimizer.param_groups[0]["lr"]
-    grad_norm = clip_and_step(self.params, self.optimizer, self.scheduler, cfg.max_grad_norm) if ok else float("nan")
+    grad_norm = clip_and_step(self.params, self.optimizer, self.scheduler, cfg.max_grad_norm, acc) if ok else float("nan")
     if not math.isfinite(grad_norm) and ok: ok, bad = False, grad_norm
     if ok: self.nan_streak = 0
     self.optimizer.zero_grad(set_to_none=True)
@@ -246,7 +279,7 @@ def _snr_probe(self, step, ids):
 @patch_method
 def evaluate(self):
     "Run `eval_fn(model)` now; log and return its row (None without an eval_fn)."
-    if self.eval_fn is None: return None
+    if self.eval_fn is None or not self.acc.is_main_process: return None
     t0, was_training = time.perf_counter(), self.model.training
     self.model.eval()
     try: res = self.eval_fn(self.model)
@@ -256,13 +289,15 @@ def evaluate(self):
 
 @patch_method
 def save_checkpoint(self):
-    "Write `checkpoints/step-N` atomically (adapter, optimizer, scheduler, RNG, selector, counters)."
-    t0, step = time.perf_counter(), self.step
-    state = dict(step=step, log_lines=self.log.line_counts(), timers=self.timers, nan_streak=self.nan_streak,
-                 nan_skips=self.nan_skips, eval_before=self.eval_before, eval_after=self.eval_after,
-                 selector=self.selector_name, seed=self.cfg.seed)
-    final = ckpt.save_checkpoint(self.run_dir/"checkpoints"/f"step-{step}", self.model, self.optimizer, self.scheduler,
-                                 self.selector.state_dict(), state)
+    "Write `checkpoints/step-N` atomically (adapter, optimizer, scheduler, RNG, selector, counters); the main process writes, all wait."
+    t0, step, final = time.perf_counter(), self.step, self.run_dir/"checkpoints"/f"step-{self.step}"
+    self.acc.wait_for_everyone()
+    if self.acc.is_main_process:
+        state = dict(step=step, log_lines=self.log.line_counts(), timers=self.timers, nan_streak=self.nan_streak,
+                     nan_skips=self.nan_skips, eval_before=self.eval_before, eval_after=self.eval_after,
+                     selector=self.selector_name, seed=self.cfg.seed)
+        ckpt.save_checkpoint(final, self.model, self.optimizer, self.scheduler, self.selector.state_dict(), state)
+    self.acc.wait_for_everyone()
     self._ckpt_step = step
     self.timers["checkpoint_s"] += time.perf_counter() - t0
     self.event("checkpoint", path=str(final))
@@ -273,8 +308,9 @@ def save_checkpoint(self):
 def _restore(self):
     "Load the latest complete checkpoint and roll the logs back to its step. False if there is none."
     got = ckpt.resume_from(self.run_dir, self.cfg, self.model, self.optimizer, self.scheduler, map_location=self.device)
+    main = self.acc.is_main_process
     if got is None:
-        self.log.truncate(-1)
+        if main: self.log.truncate(-1)
         return False
     self.selector.start(self.store.table(), self.score_fn)
     self.selector.drain_events(); self.selector.drain_pair_rows()     # already in the logs up to the checkpoint
@@ -284,7 +320,8 @@ def _restore(self):
     self.timers.update(state.get("timers") or {})
     self.nan_streak, self.nan_skips = state.get("nan_streak", 0), state.get("nan_skips", 0)
     self.eval_before, self.eval_after = state.get("eval_before"), state.get("eval_after")
-    dropped = self.log.truncate(self.step)
+    dropped = self.log.truncate(self.step) if main else None
+    self.acc.wait_for_everyone()                                       # the logs are rolled back before anyone reads them
     m = self.log.read("metrics")
     self.last_metrics = m[-1] if m else None
     set_rng_state(got["rng"])
@@ -303,11 +340,11 @@ def run_summary(tr, stopped: bool) -> dict:
 @patch_method
 def _setup(self):
     if self._started: return
-    self._started = True
-    self.run_dir.mkdir(parents=True, exist_ok=True)
+    self._started, main = True, self.acc.is_main_process
+    if main: self.run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(self.cfg.seed)
     if self._resume and self._restore(): return
-    self.cfg.to_json(self.run_dir/"config.json")
+    if main: self.cfg.to_json(self.run_dir/"config.json")
     seed_everything(self.cfg.seed)
     self.selector.start(self.store.table(), self.score_fn)
     self.events.drain(self.selector)
@@ -322,7 +359,7 @@ def train(self) -> dict:
     try:
         self._setup()
         cfg, stopped = self.cfg, False
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.selector_name}", disable=not self.progress)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {self.selector_name}", disable=not (self.progress and self.acc.is_main_process))
         try:
             while self.step < cfg.steps:
                 if self._stop.is_set(): stopped = True; break
@@ -338,11 +375,12 @@ def train(self) -> dict:
         elif self.eval_fn is not None and not (self.eval_after and self.eval_after.get("step") == self.step):
             self.eval_after = self.evaluate()
         if self._ckpt_step != self.step: self.save_checkpoint()
-        save_adapter(self.model, self.run_dir/"adapter")
+        if self.acc.is_main_process: save_adapter(self.model, self.run_dir/"adapter")
+        self.acc.wait_for_everyone()
     finally:
         self.timers["total_s"] += time.perf_counter() - t0
     self.summary = run_summary(self, stopped)
-    (self.run_dir/"summary.json").write_text(json.dumps(self.summary, indent=1))
+    if self.acc.is_main_process: (self.run_dir/"summary.json").write_text(json.dumps(self.summary, indent=1))
     self.events.emit("end", self.summary)
     self._finished = True
     return self.summary
