@@ -14,6 +14,8 @@ from .pairstore import PairStore, STAT_KEYS, shard, gather_shards
 from .runlog import RunLog, jsonable
 
 _log = logging.getLogger(__name__)
+from .kernel_wait import wait_while
+
 
 # %% auto #0
 __all__ = ['METRIC_KEYS', 'make_optimizer', 'RunEvents', 'Background', 'make_accelerator', 'Trainer', 'patch_method',
@@ -82,8 +84,10 @@ class Background:
         return self
 
     def join(self, timeout=None) -> dict | None:
-        "Wait for the background run; re-raise its error; return the summary."
-        if self._thread is not None: self._thread.join(timeout)
+        "Wait for the background run (in a notebook, still handling widget clicks; Ctrl-C stops it cleanly); re-raise its error; return the summary."
+        if self._thread is not None:
+            if timeout is None: wait_while(lambda: self.running, on_interrupt=self.stop)
+            else: self._thread.join(timeout)
         if self.error is not None: raise self.error
         return self.summary
 
