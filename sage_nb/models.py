@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb #b7142f0e
 from __future__ import annotations
-import contextlib, importlib.util, json, os, shutil, sys, tempfile, warnings
+import contextlib, importlib.util, json, logging, os, shutil, sys, tempfile, warnings
 from pathlib import Path
 import torch
 
@@ -12,6 +12,13 @@ import torch
 __all__ = ['GGUF_PACKAGE', 'GGUF_FILE', 'DEFAULT_NAME', 'pick_device', 'cache_dir', 'embedded_gguf', 'default_model_path',
            'resolve_model', 'check_chat_template', 'load_tokenizer', 'chat_prompt', 'tiny_model', 'add_lora',
            'reference_mode', 'load_policy']
+
+# %% ../nbs/01_models.ipynb #8a53c185
+class _DropKernelsNotice(logging.Filter):
+    "Drop bitsandbytes' notice that the optional `kernels` package is missing (we never use it)."
+    def filter(self, record): return "from kernels-community" not in record.getMessage()
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropKernelsNotice())
 
 # %% ../nbs/01_models.ipynb #93c9ddef
 def pick_device(device: str = "auto") -> torch.device:
