@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_checkpoint.ipynb #c4e00003
 from __future__ import annotations
-import copy, json, logging, os, random, shutil
+import copy, json, logging, os, random, shutil, signal, socket, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -13,9 +13,11 @@ from .runlog import LOGS, jsonable
 _log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['CKPT_FILES', 'seed_everything', 'rng_state', 'set_rng_state', 'disable_dropout', 'is_peft', 'save_adapter',
-           'load_adapter_weights', 'save_merged', 'latest_checkpoint', 'save_checkpoint', 'load_checkpoint',
-           'run_exists', 'prepare_run_dir', 'config_changes', 'resume_from']
+__all__ = ['CKPT_FILES', 'KILL_ENV', 'seed_everything', 'rng_state', 'set_rng_state', 'disable_dropout', 'is_peft',
+           'save_adapter', 'load_adapter_weights', 'save_merged', 'adapter_mismatch', 'latest_checkpoint',
+           'CheckpointError', 'kill_point', 'save_checkpoint', 'check_checkpoint', 'load_checkpoint', 'run_exists',
+           'prepare_run_dir', 'config_changes', 'resumable_checkpoint', 'resume_from', 'RunLockedError', 'RunLock',
+           'hold_run']
 
 # %% ../nbs/12_checkpoint.ipynb #9260ecc9
 def seed_everything(seed: int):
@@ -89,6 +91,26 @@ def save_merged(model, path, tokenizer=None):
     if tokenizer is not None: tokenizer.save_pretrained(str(path))
     return path
 
+# %% ../nbs/12_checkpoint.ipynb #c4e0c002
+def adapter_mismatch(base, adapter_dir, base_name: str = "") -> str | None:
+    "Why the PEFT adapter in `adapter_dir` cannot go on the plain model `base` (missing module or wrong shape), or None."
+    from safetensors import safe_open
+    a = Path(adapter_dir)
+    trained_on = json.loads((a/"adapter_config.json").read_text()).get("base_model_name_or_path") or "an unnamed model"
+    mods = dict(base.named_modules())
+    with safe_open(str(a/"adapter_model.safetensors"), "pt") as f:
+        for k in f.keys():
+            if ".lora_A." not in k and ".lora_B." not in k: continue
+            name = k.removeprefix("base_model.model.").split(".lora_")[0]
+            m, shape = mods.get(name), tuple(f.get_slice(k).get_shape())
+            want = None if m is None else (getattr(m, "in_features", None) if ".lora_A." in k else getattr(m, "out_features", None))
+            got = shape[1] if ".lora_A." in k else shape[0]
+            if m is None or want != got:
+                what = f"has no module {name}" if m is None else f"has {name} of size {want}, the adapter expects {got}"
+                return (f"adapter {a} was trained on another base model ({trained_on}); the model being loaded "
+                        f"({base_name or base.config._name_or_path or 'given'}) {what}. Pass --model with the adapter's base.")
+    return None
+
 # %% ../nbs/12_checkpoint.ipynb #3c570250
 CKPT_FILES = ("adapter", "optimizer.pt", "scheduler.pt", "rng.pt", "selector.json", "trainer_state.json")
 
@@ -99,31 +121,73 @@ def latest_checkpoint(run_dir):
     done = [p for p in d.glob("step-*") if p.is_dir() and p.name[5:].isdigit() and all((p/f).exists() for f in CKPT_FILES)]
     return max(done, key=lambda p: int(p.name[5:])) if done else None
 
+class CheckpointError(ValueError):
+    "A checkpoint folder with a missing or unreadable file (the message names it)."
+
+KILL_ENV = "SAGE_NB_TEST_KILL_AT"
+_kill_counts = {}
+
+def kill_point(phase: str):
+    "Test hook: with env `SAGE_NB_TEST_KILL_AT=<phase>:<n>` the process SIGKILLs itself at the n-th call for `phase`."
+    want, _, n = os.environ.get(KILL_ENV, "").partition(":")
+    if want != phase: return
+    _kill_counts[phase] = _kill_counts.get(phase, 0) + 1
+    if _kill_counts[phase] == int(n or 1): os.kill(os.getpid(), signal.SIGKILL)
+
 def save_checkpoint(path, model, optimizer, scheduler, selector_state: dict, trainer_state: dict) -> Path:
     "Write the checkpoint folder `path` atomically: adapter, optimizer, scheduler, RNG states, selector, trainer state."
     final = Path(path); final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent/f".tmp-{final.name}-{os.getpid()}"
     if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_adapter(model, tmp/"adapter")
-    torch.save(optimizer.state_dict(), tmp/"optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp/"scheduler.pt")
-    torch.save(rng_state(), tmp/"rng.pt")
-    (tmp/"selector.json").write_text(json.dumps(jsonable(selector_state)))
-    (tmp/"trainer_state.json").write_text(json.dumps(jsonable(trainer_state), indent=1))
+    try:
+        tmp.mkdir()
+        save_adapter(model, tmp/"adapter")
+        torch.save(optimizer.state_dict(), tmp/"optimizer.pt")
+        kill_point("checkpoint")
+        torch.save(scheduler.state_dict(), tmp/"scheduler.pt")
+        torch.save(rng_state(), tmp/"rng.pt")
+        (tmp/"selector.json").write_text(json.dumps(jsonable(selector_state)))
+        (tmp/"trainer_state.json").write_text(json.dumps(jsonable(trainer_state), indent=1))
+    except (OSError, RuntimeError) as e:    # torch reports a failed write (disk full, file size limit) as RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        prev = latest_checkpoint(final.parent.parent)
+        raise OSError(f"could not write checkpoint {final} ({type(e).__name__}: {str(e).splitlines()[0]}); disk full "
+                      f"or over a file size limit? " + (f"The previous checkpoint {prev} is intact: free space and resume."
+                                                        if prev else "No earlier checkpoint exists.")) from None
     if final.exists(): shutil.rmtree(final)
     os.replace(tmp, final)
     return final
 
+def _read(path, f, what):
+    "`f(path)`, or a CheckpointError naming `path` when it is missing or unreadable."
+    if not Path(path).exists(): raise CheckpointError(f"checkpoint file {path} is missing ({what})")
+    try: return f(path)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint file {path} is unreadable ({what}): {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+def _adapter_file(path):
+    a = Path(path)/"adapter"
+    return a/"model.safetensors" if (a/"model.safetensors").exists() else a/"adapter_model.safetensors"
+
+def _load_pt(p, map_location=None): return torch.load(p, map_location=map_location, weights_only=False)
+
+def check_checkpoint(path) -> Path:
+    "`path` if every file of the checkpoint exists and reads (a truncated file fails here); else a CheckpointError naming it."
+    from safetensors.torch import load_file
+    path = Path(path)
+    _read(_adapter_file(path), load_file, "adapter weights")
+    for f in ("optimizer.pt", "scheduler.pt", "rng.pt"): _read(path/f, _load_pt, f[:-3] + " state")
+    for f in ("selector.json", "trainer_state.json"): _read(path/f, lambda p: json.loads(p.read_text()), f[:-5] + " state")
+    return path
+
 def load_checkpoint(path, model, optimizer, scheduler, map_location=None) -> dict:
     "Load weights, optimizer and scheduler in place; return `dict(trainer=, selector=, rng=)` for the caller to restore."
-    path = Path(path)
+    path = check_checkpoint(path)
     state = json.loads((path/"trainer_state.json").read_text())
     load_adapter_weights(model, path/"adapter")
-    optimizer.load_state_dict(torch.load(path/"optimizer.pt", map_location=map_location, weights_only=False))
-    scheduler.load_state_dict(torch.load(path/"scheduler.pt", weights_only=False))
-    return dict(trainer=state, selector=json.loads((path/"selector.json").read_text()),
-                rng=torch.load(path/"rng.pt", weights_only=False))
+    optimizer.load_state_dict(_load_pt(path/"optimizer.pt", map_location))
+    scheduler.load_state_dict(_load_pt(path/"scheduler.pt"))
+    return dict(trainer=state, selector=json.loads((path/"selector.json").read_text()), rng=_load_pt(path/"rng.pt"))
 
 # %% ../nbs/12_checkpoint.ipynb #c4e00009
 def run_exists(run_dir) -> bool:
@@ -151,12 +215,66 @@ def config_changes(run_dir, cfg) -> list[str]:
     old, new = json.loads(p.read_text()), jsonable(cfg.to_dict())
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "steps")
 
+def resumable_checkpoint(run_dir) -> Path | None:
+    "The newest `checkpoints/step-N`, checked readable (None without one); removes half-written `.tmp-*` folders of a killed run."
+    d = Path(run_dir)/"checkpoints"
+    if not d.exists(): return None
+    for t in d.glob(".tmp-*"): shutil.rmtree(t, ignore_errors=True)
+    steps = sorted((p for p in d.glob("step-*") if p.is_dir() and p.name[5:].isdigit()), key=lambda p: int(p.name[5:]))
+    if not steps: return None
+    try: return check_checkpoint(steps[-1])
+    except CheckpointError as e:
+        hint = f"delete {steps[-1]} to resume from {steps[-2].name}" if len(steps) > 1 else f"delete {d} to start over"
+        raise CheckpointError(f"cannot resume {run_dir}: {e}; {hint}") from None
+
 def resume_from(run_dir, cfg, model, optimizer, scheduler, map_location=None) -> dict | None:
-    "`load_checkpoint` of the latest complete checkpoint (with its `path`), warning on config changes; None if there is none."
-    ck = latest_checkpoint(run_dir)
+    "`load_checkpoint` of the newest checkpoint (with its `path`), warning on config changes; None if there is none."
+    ck = resumable_checkpoint(run_dir)
     if ck is None:
         _log.warning("resume=True but %s has no complete checkpoint: starting from scratch", run_dir)
         return None
     diff = config_changes(run_dir, cfg)
     if diff: _log.warning("resuming %s with a config that differs from its config.json in: %s", run_dir, ", ".join(diff))
     return dict(load_checkpoint(ck, model, optimizer, scheduler, map_location=map_location), path=ck)
+
+# %% ../nbs/12_checkpoint.ipynb #c4e0b002
+class RunLockedError(FileExistsError): "The run folder is held by another live run."
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+class RunLock:
+    "`run_dir/run.lock` held by this process until `release()`."
+    def __init__(self, run_dir): self.path, self.held = Path(run_dir)/"run.lock", False
+    def _create(self):
+        me = dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime("%Y-%m-%d %H:%M:%S"))
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        with os.fdopen(fd, "w") as f: f.write(json.dumps(me))
+        self.held = True
+    def acquire(self):
+        d = self.path.parent
+        try: d.mkdir(parents=True, exist_ok=True); self._create(); return self
+        except FileExistsError: pass
+        except PermissionError: raise PermissionError(f"run folder {d} is not writable; choose another --out-dir or fix its permissions") from None
+        try: old = json.loads(self.path.read_text())
+        except (OSError, ValueError): old = {}
+        who = f"pid {old.get('pid')} on {old.get('host')}, started {old.get('started')}"
+        if old.get("host") not in (None, socket.gethostname()):
+            raise RunLockedError(f"{d} is in use by a run ({who}); if that run is gone, delete {self.path}")
+        if isinstance(old.get("pid"), int) and _alive(old["pid"]) and old["pid"] != os.getpid():
+            raise RunLockedError(f"{d} is in use by a live run ({who}); wait for it to end or stop it first")
+        print(f"sage-nb: taking over the stale lock of {d} ({who}, no longer running)", flush=True)
+        self.path.unlink(missing_ok=True); self._create()
+        return self
+    def release(self):
+        if self.held: self.path.unlink(missing_ok=True); self.held = False
+    def __del__(self): self.release()
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *a): self.release()
+
+def hold_run(run_dir) -> RunLock:
+    "Lock `run_dir` for this process (see `RunLock`); a live holder or an unwritable folder is an error."
+    return RunLock(run_dir).acquire()

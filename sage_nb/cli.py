@@ -38,11 +38,16 @@ def add_config_flags(p: argparse.ArgumentParser):
 # %% ../nbs/23_cli.ipynb #fd7e0099
 def config_from_args(ns) -> Config:
     "The `Config` an argparse namespace describes: defaults, then `--config FILE`, then explicit flags."
-    try: cfg = Config.from_json(ns.config) if getattr(ns, "config", None) else Config()
-    except TypeError as e: raise ValueError(f"--config {ns.config}: {e}") from None
-    given = {f.name: _parse_value(f, getattr(ns, f.name)) for f in dataclasses.fields(Config)
-             if getattr(ns, f.name, None) is not None}
-    return cfg.replace(**given)
+    cfg = Config.from_json(ns.config) if getattr(ns, "config", None) else Config()
+    given = {}
+    for f in dataclasses.fields(Config):
+        text = getattr(ns, f.name, None)
+        if text is None: continue
+        try: given[f.name] = _parse_value(f, text)
+        except ValueError:
+            kind = dict(int="a whole number", float="a number", tuple="comma-separated whole numbers, e.g. 0,1,2")[str(f.type)]
+            raise ValueError(f"{_flag(f.name)} {text!r}: expected {kind}") from None
+    return cfg.replace(**given).validate()
 
 # %% ../nbs/23_cli.ipynb #99fc7a1f
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +92,8 @@ def main(argv=None):
             print(write_report(ns.run_dir, out=ns.out))
         elif ns.cmd == "eval": eval_adapter(ns.path, cfg=cfg)
     except USER_ERRORS as e: _usage_error(ns.cmd, e)
+    except FloatingPointError as e:      # training diverged: not a usage error, but still one clear line
+        print(f"sage-nb {ns.cmd}: error: {e}", file=sys.stderr); sys.exit(1)
     except KeyboardInterrupt:
         print(f"sage-nb {ns.cmd}: interrupted; logs and checkpoints written so far are kept (resume with --resume).", file=sys.stderr)
         sys.exit(130)

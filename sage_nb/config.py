@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #143b8ae7
 from __future__ import annotations
-import dataclasses, hashlib, json
+import dataclasses, difflib, hashlib, json
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 
@@ -84,7 +84,9 @@ class Config:
         "A copy with `kw` changed; unknown names are an error, not a silent no-op."
         names = {f.name for f in fields(self)}
         bad = sorted(set(kw) - names)
-        if bad: raise TypeError(f"Unknown Config field(s): {', '.join(bad)}. Known: {', '.join(sorted(names))}")
+        if bad:
+            near = [f"{b!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(b, names, 1)) else repr(b) for b in bad]
+            raise TypeError(f"Unknown Config field(s): {', '.join(near)}. Known: {', '.join(sorted(names))}")
         return dataclasses.replace(self, **kw)
 
     def to_dict(self): return asdict(self)
@@ -96,17 +98,67 @@ class Config:
     @classmethod
     def from_dict(cls, d):
         d = dict(d)
-        if "levels" in d and d["levels"] is not None: d["levels"] = tuple(d["levels"])
+        if isinstance(d.get("levels"), list): d["levels"] = tuple(d["levels"])
         return cls().replace(**d)
 
     @classmethod
     def from_json(cls, path):
-        "Read a config written by `to_json` (or by hand: missing fields keep their defaults)."
+        "Read a config written by `to_json` (or by hand: missing fields keep their defaults); a bad key or type names the file."
         path = Path(path)
         if not path.exists(): raise FileNotFoundError(f"Config file not found: {path}")
         try: d = json.loads(path.read_text())
         except json.JSONDecodeError as e: raise ValueError(f"Config file {path} is not valid JSON: {e}") from None
-        return cls.from_dict(d)
+        if not isinstance(d, dict): raise ValueError(f"Config file {path} must hold a JSON object of fields, got {type(d).__name__}")
+        try: return cls.from_dict(d).check_types()
+        except (TypeError, ValueError) as e: raise ValueError(f"Config file {path}: {e}") from None
+
+# %% ../nbs/00_config.ipynb #c0f1a002
+_AT_LEAST_1 = ("lora_r lora_alpha n_train_problems k max_new_tokens max_pairs_per_problem max_length max_prompt_length "
+               "steps batch_size grad_accum score_batch_size refresh_every n_strata plateau_refreshes pool_factor "
+               "record_len nan_patience").split()
+_AT_LEAST_0 = "n_eval_problems data_seed warmup_steps seed snr_every eval_every checkpoint_every retire_after".split()
+_ABOVE_0 = "beta lr max_grad_norm delta_rel".split()
+_NOT_NEGATIVE = "temperature alpha_nll weight_decay eps0 eps_flip u_band s_min u_conf plateau_gain".split()
+_SHARES = dict(lora_dropout=(0, 1, "[0, 1)"), label_smoothing=(0, 0.5, "[0, 0.5)"), label_noise=(0, 1.0001, "[0, 1]"),
+               competence_target=(0, 1.0001, "[0, 1]"), w_new=(0, 1.0001, "[0, 1]"))
+_CHOICES = dict(quantize=("auto", "nf4", "none"), loss_type=("sigmoid", "ipo", "robust", "sft"),
+                scheduler=("cosine", "linear", "constant"))
+
+def _name(f): return f"{f} (--{f.replace('_', '-')})"
+
+def _check_types(cfg):
+    "`cfg` if every field holds a value of its declared kind; else a ValueError naming the first wrong one."
+    for f in fields(cfg):
+        v, t = getattr(cfg, f.name), str(f.type)
+        ok = dict(int=isinstance(v, int) and not isinstance(v, bool), str=isinstance(v, str),
+                  float=isinstance(v, (int, float)) and not isinstance(v, bool),
+                  tuple=isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)).get(t, True)
+        kind = dict(int="a whole number", float="a number", str="text", tuple="a list of whole numbers")[t] if not ok else ""
+        if not ok: raise ValueError(f"{_name(f.name)} must be {kind}, got {type(v).__name__} {v!r}")
+    return cfg
+
+def _validate(cfg):
+    "`cfg` if every field is usable; else a ValueError naming the field, its flag, the rule and the value."
+    _check_types(cfg)
+    def bad(f, rule): raise ValueError(f"{_name(f)} must be {rule}, got {getattr(cfg, f)!r}")
+    for f in _AT_LEAST_1:
+        if getattr(cfg, f) < 1: bad(f, ">= 1")
+    for f in _AT_LEAST_0:
+        if getattr(cfg, f) < 0: bad(f, ">= 0 (0 turns it off)" if f.endswith("every") else ">= 0")
+    for f in _ABOVE_0:
+        if not getattr(cfg, f) > 0: bad(f, "> 0")
+    for f in _NOT_NEGATIVE:
+        if not getattr(cfg, f) >= 0: bad(f, ">= 0")
+    for f, (lo, hi, rule) in _SHARES.items():
+        if not lo <= getattr(cfg, f) < hi: bad(f, f"in {rule}")
+    for f, ok in _CHOICES.items():
+        if getattr(cfg, f) not in ok: bad(f, "one of " + ", ".join(ok))
+    if not cfg.levels or min(cfg.levels) < 0: bad("levels", "a non-empty list of levels >= 0, e.g. 0,1,2")
+    if cfg.grad_accum > cfg.batch_size: bad("grad_accum", f"<= batch_size ({cfg.batch_size})")
+    if cfg.max_prompt_length >= cfg.max_length: bad("max_prompt_length", f"< max_length ({cfg.max_length})")
+    return cfg
+
+Config.check_types, Config.validate = _check_types, _validate
 
 # %% ../nbs/00_config.ipynb #66f4bf93
 def pairs_per_interval(cfg: Config) -> int:

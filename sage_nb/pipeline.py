@@ -4,10 +4,11 @@
 
 # %% ../nbs/21_pipeline.ipynb #a1c0e003
 from __future__ import annotations
-import json, sys, time
+import json, os, sys, time
 from pathlib import Path
 from .config import Config, content_hash
 from .reference import with_reference
+from . import checkpoint as ckpt
 
 # %% auto #0
 __all__ = ['PAIR_KEYS', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'run', 'eval_adapter']
@@ -69,6 +70,16 @@ def pair_table(pairs):
     return df[[c for c in ("pair_id", "problem_id", "question", "difficulty", "pass_rate", "source", "flipped") if c in df.columns]]
 
 # %% ../nbs/21_pipeline.ipynb #f8d92b32
+def _kill_points(trainer):
+    "Test hook (`SAGE_NB_TEST_KILL_AT`, see `checkpoint.kill_point`): crash points after a step, a scoring pass and an evaluation."
+    score, ev = trainer.score_fn, trainer.eval_fn
+    def score_fn(ids): r = score(ids); ckpt.kill_point("score"); return r
+    def eval_fn(m): r = ev(m); ckpt.kill_point("eval"); return r
+    class Kill:
+        def on_step(self, row): ckpt.kill_point("train")
+    trainer.score_fn, trainer.eval_fn = score_fn, (eval_fn if ev else None)
+    trainer.events.callbacks.append(Kill())
+
 def _fmt_eval(e): return "n/a" if not e else f"{e['accuracy']:.3f} ({e['n_correct']}/{e['n']})"
 
 def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = True) -> dict:
@@ -81,12 +92,16 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
     from sage_nb.report import write_report
     if resume:
         run_dir = Path(resume)
+        if not run_dir.is_dir(): raise FileNotFoundError(f"--resume {run_dir}: no such folder.")
         if not (run_dir/"config.json").exists(): raise FileNotFoundError(f"--resume {run_dir}: not a run folder (no config.json).")
         cfg = Config.from_json(run_dir/"config.json")
+        ckpt.resumable_checkpoint(run_dir)          # a damaged checkpoint fails here, before the model loads
+    cfg.validate()
     acc = make_accelerator(pick_device(cfg.device))     # this process, alone or one of `accelerate launch`'s
     if not resume:                                     # the main process's choice of folder, for every process
         run_dir = broadcast_object_list([fresh_run_dir(cfg.out_dir)])[0]; cfg = cfg.replace(out_dir=str(run_dir))
     main, t0 = acc.is_main_process, time.perf_counter()
+    lock = ckpt.hold_run(run_dir) if main else None    # one live run per folder; dropped with this frame if the run fails
     if main: _log(f"run folder {run_dir}; selector {cfg.selector}, {cfg.steps} steps of {cfg.batch_size} pairs, seed {cfg.seed}")
     model, tok = load_policy(cfg.model, quantize=cfg.quantize, lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed,
                              lora_dropout=cfg.lora_dropout, device=cfg.device if acc.num_processes == 1 else str(acc.device))
@@ -94,15 +109,16 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
         pairs = with_reference(cfg, model, tok, get_pairs(cfg, model, tok))
     if cfg.label_noise:   # after the reference pass: the cache holds clean pairs, flip_labels swaps their columns too
         pairs = flip_labels(pairs, cfg.label_noise, seed=cfg.seed)
-        _log(f"label noise: chosen and rejected swapped on {sum(pairs['flipped'])} of {len(pairs)} training pairs")
+        if main: _log(f"label noise: chosen and rejected swapped on {sum(pairs['flipped'])} of {len(pairs)} training pairs")
     eval_problems = get_problems(cfg, "eval") if cfg.n_eval_problems > 0 else []
     eval_fn = (lambda m: evaluate(m, tok, eval_problems, max_new_tokens=cfg.max_new_tokens, progress=progress)) if eval_problems else None
     if main: run_dir.mkdir(parents=True, exist_ok=True); pair_table(pairs).to_parquet(run_dir/"pair_table.parquet")
     trainer = Trainer(model, tok, pairs, cfg, run_dir=run_dir, callbacks=callbacks, eval_fn=eval_fn, resume=bool(resume),
                       progress=progress, accelerator=acc)
+    if os.environ.get(ckpt.KILL_ENV): _kill_points(trainer)
     summary = trainer.train()
     if not main: return summary                        # the report and the printout are the main process's
-    report = write_report(run_dir)
+    report = write_report(run_dir); lock.release()
     summary = dict(summary, run_dir=str(run_dir), report=str(report), wall_s=time.perf_counter() - t0)
     loss = f"{cfg.alpha_nll}*NLL(chosen) only" if cfg.loss_type == "sft" else f"{cfg.loss_type}+{cfg.alpha_nll}*NLL"
     print(f"\nsage-nb run: {cfg.selector}, {summary.get('steps')} steps, loss {loss}"
@@ -123,6 +139,7 @@ def eval_adapter(path, cfg: Config | None = None, progress: bool = True) -> dict
         raise FileNotFoundError(f"{p} holds no PEFT adapter (adapter_config.json) and no run folder's adapter/.")
     if cfg is None: cfg = Config.from_json(run_cfg) if run_cfg.exists() else Config()
     base, tok = load_policy(cfg.model, quantize=cfg.quantize, lora=False, device=cfg.device)
+    if (why := ckpt.adapter_mismatch(base, adapter, cfg.model)): raise ValueError(why)
     model = PeftModel.from_pretrained(base, str(adapter))
     res = evaluate(model, tok, get_problems(cfg, "eval"), max_new_tokens=cfg.max_new_tokens, progress=progress)
     print(f"sage-nb eval {adapter}: held-out accuracy {_fmt_eval(res)}")

@@ -58,7 +58,7 @@ def test_compare_writes_table_and_report(tiny_dir, tmp_path):
 
 @pytest.mark.parametrize("argv,needle", [
     (["run", "--model", "/nonexistent/model"], "not found"),
-    (["run", "--steps", "x"], "invalid literal"),
+    (["run", "--steps", "x"], "--steps 'x': expected a whole number"),
     (["run", "--pairs", "/nonexistent/prefs.jsonl"], "prefs.jsonl"),
     (["eval", "/nonexistent/run"], "no PEFT adapter"),
     (["report", "/nonexistent/run"], "/nonexistent/run"),
@@ -81,7 +81,7 @@ def test_a_local_problem_file_splits_into_disjoint_train_and_eval(tmp_path):
 
 
 def test_a_bad_config_file_is_a_usage_error(tmp_path, capsys):
-    for bad, needle in (({"betta": 0.2}, "betta"), ({"levels": 5}, "not iterable")):
+    for bad, needle in (({"betta": 0.2}, "betta"), ({"levels": 5}, "levels (--levels) must be a list of whole numbers, got int 5")):
         f = tmp_path/"c.json"; f.write_text(json.dumps(bad))
         with pytest.raises(SystemExit) as e: main(["run", "--config", str(f)])
         assert e.value.code == 2
