@@ -10,13 +10,6 @@ ARGS = ["--n-train-problems", "6", "--n-eval-problems", "4", "--k", "2", "--max-
         "--batch-size", "2", "--refresh-every", "1", "--snr-every", "0", "--checkpoint-every", "1", "--levels", "0,1"]
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    m, tok = tiny_model(lora=False, seed=1)
-    m.save_pretrained(d); tok.save_pretrained(d)
-    return d
-
-@pytest.fixture(scope="module")
 def other_base(tmp_path_factory):
     "A base model of another shape (hidden size 32 instead of 64)."
     d = tmp_path_factory.mktemp("other")

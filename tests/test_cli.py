@@ -4,17 +4,9 @@ import numpy as np, pandas as pd
 import pytest
 from sage_nb.cli import main
 from sage_nb.runlog import read_jsonl
-from sage_nb.models import tiny_model
 
 ARGS = ["--n-train-problems", "6", "--n-eval-problems", "4", "--k", "2", "--max-new-tokens", "8", "--steps", "2",
         "--batch-size", "2", "--refresh-every", "1", "--snr-every", "1", "--checkpoint-every", "1", "--levels", "0,1"]
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    m, tok = tiny_model(lora=False, seed=1)
-    m.save_pretrained(d); tok.save_pretrained(d)
-    return d
 
 @pytest.fixture(autouse=True)
 def cache(tmp_path_factory, monkeypatch):

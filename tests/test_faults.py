@@ -6,18 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 from sage_nb.cli import main
-from sage_nb.models import tiny_model
 from sage_nb.runlog import read_jsonl
 
 ARGS = ["--n-train-problems", "6", "--n-eval-problems", "2", "--k", "2", "--max-new-tokens", "8", "--steps", "4",
         "--batch-size", "2", "--refresh-every", "2", "--snr-every", "0", "--checkpoint-every", "2", "--levels", "0,1"]
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    m, tok = tiny_model(lora=False, seed=1)
-    m.save_pretrained(d); tok.save_pretrained(d)
-    return d
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory): return tmp_path_factory.mktemp("cache")

@@ -3,24 +3,16 @@ pass, after an evaluation, half-way through a checkpoint write), resumed with `-
 with the same logs, metrics and adapter bytes as an uninterrupted run: no duplicated or missing log lines, no torn
 files, no lock or half-written checkpoint left behind. The crash points come from the test hook
 `SAGE_NB_TEST_KILL_AT=<phase>:<n>` (`sage_nb.checkpoint.kill_point`): the n-th time the process passes `phase`."""
-import hashlib, json, os, random, signal, subprocess, sys
+import json, os, random, signal, subprocess, sys
 from pathlib import Path
 import pytest
-from sage_nb.models import tiny_model
-from sage_nb.runlog import LOGS, read_jsonl
+from sage_nb.runlog import LOGS
+from conftest import adapter_sha, clean, run_logs
 
 ARGS = ["--n-train-problems", "6", "--n-eval-problems", "4", "--k", "2", "--max-new-tokens", "8", "--steps", "6",
         "--batch-size", "2", "--refresh-every", "2", "--snr-every", "2", "--checkpoint-every", "2", "--eval-every", "2",
         "--levels", "0,1"]
-TIMING = ("time", "wall_s", "score_s", "seconds", "run_dir", "report")
 PHASES = ("train", "score", "eval", "checkpoint")
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    m, tok = tiny_model(lora=False, seed=1)
-    m.save_pretrained(d); tok.save_pretrained(d)
-    return d
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory): return tmp_path_factory.mktemp("cache")
@@ -40,23 +32,10 @@ def baseline(tiny_dir, cache, tmp_path_factory):
     assert r.returncode == 0, r.stderr[-3000:]
     return out
 
-def clean(x, d):
-    "`x` without timings, with the run folder's path as `<run>`."
-    if isinstance(x, dict): return {k: clean(v, d) for k, v in x.items() if not k.startswith(TIMING)}
-    if isinstance(x, list): return [clean(v, d) for v in x]
-    return x.replace(str(d), "<run>") if isinstance(x, str) else x
-
-def logs(d):
-    "Every log line of a run without its timings, paths and the `resume` events a resumed run adds."
-    out = {n: [clean(r, d) for r in read_jsonl(d/f"{n}.jsonl")] for n in LOGS}   # raises on a torn line in the middle
-    out["events"] = [e for e in out["events"] if e.get("kind") != "resume"]
-    return out
-
 def summary(d):
     s = json.loads((d/"summary.json").read_text())
     return clean({k: s[k] for k in ("steps", "final", "eval_before", "eval_after", "nan_skips")}, d)
 
-def adapter_sha(d): return hashlib.sha1((d/"adapter"/"adapter_model.safetensors").read_bytes()).hexdigest()
 
 def kill_plan(n: int, seed: int):
     "`n` crash points: every phase once (when n >= 4), the rest drawn at random; each at its 1st or 2nd pass."
@@ -78,7 +57,7 @@ def soak(tiny_dir, cache, out, plan):
     return out
 
 def check_same(out, base):
-    la, lb = logs(out), logs(base)
+    la, lb = run_logs(out, skip_kinds=("resume",)), run_logs(base, skip_kinds=("resume",))
     for name in LOGS: assert la[name] == lb[name], name
     assert summary(out) == summary(base)
     assert adapter_sha(out) == adapter_sha(base)
