@@ -63,7 +63,7 @@ class Config:
     competence_target: float = _knob(0.6, "c*: competence on the newest stratum that unlocks the next one")
     plateau_gain: float = _knob(0.02, "competence gain below which a stratum counts as plateaued (unlocks the next)")
     plateau_refreshes: int = _knob(2, "refreshes over which the plateau gain is measured")
-    w_new: float = _knob(0.6, "share of pool draws from the newest unlocked stratum")
+    w_new: float = _knob(0.6, "share of the selected pairs taken from the newest unlocked stratum (the rest replays earlier ones)")
     pool_factor: int = _knob(2, "P = pool_factor * M, M = batch_size * refresh_every")
     eps0: float = _knob(0.02, "|u| below this is noise, not a preference")
     eps_flip: float = _knob(0.1, "|u| above this counts toward a sign flip in a margin record")
