@@ -32,10 +32,13 @@ class Config:
     levels: tuple = _knob((0, 1, 2), "embedded difficulty levels the default problems come from (comma-separated)")
     n_train_problems: int = _knob(48, "problems sampled on-policy to build training pairs")
     n_eval_problems: int = _knob(100, "held-out problems for greedy accuracy (0: no evaluation)")
+    eval_levels: tuple = _knob((), "levels of the held-out problems (empty: the training levels)")
+    eval_subset: int = _knob(0, "held-out problems read by the periodic evaluations (a fixed, level-balanced subset; 0: all)")
     k: int = _knob(4, "sampled solutions per problem")
     temperature: float = _knob(0.8, "sampling temperature of the on-policy solutions")
     max_new_tokens: int = _knob(64, "generated tokens per solution: enough for the arithmetic levels; raise it for word problems")
     max_pairs_per_problem: int = _knob(4, "at most this many preference pairs per problem")
+    max_gold_pairs_per_problem: int = _knob(4, "at most this many gold-solution pairs for a problem the model never solved (0: none)")
     data_seed: int = _knob(0, "problems and sampled pairs (fixed, so every selector and seed sees the same pairs)")
     max_length: int = _knob(320, "prompt + response tokens of one sequence")
     max_prompt_length: int = _knob(192, "prompt tokens kept (longer prompts are trimmed from the left)")
@@ -98,7 +101,8 @@ class Config:
     @classmethod
     def from_dict(cls, d):
         d = dict(d)
-        if isinstance(d.get("levels"), list): d["levels"] = tuple(d["levels"])
+        for f in fields(cls):                       # JSON has lists where the config holds tuples
+            if str(f.type) == "tuple" and isinstance(d.get(f.name), list): d[f.name] = tuple(d[f.name])
         return cls().replace(**d)
 
     @classmethod
@@ -116,7 +120,7 @@ class Config:
 _AT_LEAST_1 = ("lora_r lora_alpha n_train_problems k max_new_tokens max_pairs_per_problem max_length max_prompt_length "
                "steps batch_size grad_accum score_batch_size refresh_every n_strata plateau_refreshes pool_factor "
                "record_len nan_patience").split()
-_AT_LEAST_0 = "n_eval_problems data_seed warmup_steps seed snr_every eval_every checkpoint_every retire_after".split()
+_AT_LEAST_0 = "n_eval_problems eval_subset max_gold_pairs_per_problem data_seed warmup_steps seed snr_every eval_every checkpoint_every retire_after".split()
 _ABOVE_0 = "beta lr max_grad_norm delta_rel".split()
 _NOT_NEGATIVE = "temperature alpha_nll weight_decay eps0 eps_flip u_band s_min u_conf plateau_gain".split()
 _SHARES = dict(lora_dropout=(0, 1, "[0, 1)"), label_smoothing=(0, 0.5, "[0, 0.5)"), label_noise=(0, 1.0001, "[0, 1]"),
@@ -154,6 +158,7 @@ def _validate(cfg):
     for f, ok in _CHOICES.items():
         if getattr(cfg, f) not in ok: bad(f, "one of " + ", ".join(ok))
     if not cfg.levels or min(cfg.levels) < 0: bad("levels", "a non-empty list of levels >= 0, e.g. 0,1,2")
+    if cfg.eval_levels and min(cfg.eval_levels) < 0: bad("eval_levels", "empty (the training levels) or levels >= 0, e.g. 5,6")
     if cfg.grad_accum > cfg.batch_size: bad("grad_accum", f"<= batch_size ({cfg.batch_size})")
     if cfg.max_prompt_length >= cfg.max_length: bad("max_prompt_length", f"< max_length ({cfg.max_length})")
     return cfg

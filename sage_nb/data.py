@@ -112,6 +112,15 @@ LEVELS = {
     2: dict(name="chain_sum", kw=dict(min_terms=3, max_terms=3, min_digits=1, max_digits=2), nonneg=False,
             about="a ± b ± c, one/two-digit numbers, any sign"),
     3: dict(name="gsm_symbolic", kw=dict(), nonneg=False, about="GSM-style word problems (worked solution included)"),
+    4: dict(name="basic_arithmetic", kw=dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, operators=("+", "-"),
+                                            allow_parentheses=False, allow_negation=False), nonneg=True,
+            about="a ± b, one-digit numbers, result ≥ 0"),
+    5: dict(name="basic_arithmetic", kw=dict(min_terms=2, max_terms=2, min_digits=1, max_digits=2, operators=("+",),
+                                            allow_parentheses=False, allow_negation=False), nonneg=True,
+            about="a + b, one- or two-digit numbers"),
+    6: dict(name="basic_arithmetic", kw=dict(min_terms=2, max_terms=2, min_digits=2, max_digits=2, operators=("+",),
+                                            allow_parentheses=False, allow_negation=False), nonneg=True,
+            about="a + b, two-digit numbers"),
 }
 
 # %% ../nbs/02_data.ipynb #7e9483f3

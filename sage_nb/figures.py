@@ -15,8 +15,8 @@ from .runs import as_config
 
 # %% auto #0
 __all__ = ['CLASS_COLORS', 'CONFIDENT', 'SCATTER_TRACES', 'STRATUM_COLORS', 'SELECTOR_COLORS', 'prompt_text', 'prompt_map',
-           'latest_pairs', 'margin_stability_figure', 'pool_dynamics_figure', 'snr_figure', 'training_figure',
-           'compare_figure', 'sync_figure']
+           'latest_pairs', 'margin_stability_figure', 'pool_dynamics_figure', 'snr_figure', 'held_out_curve',
+           'training_figure', 'compare_figure', 'sync_figure']
 
 # %% ../nbs/17_figures.ipynb #b8e79f48
 CLASS_COLORS = {"selected": "#d62728", "eligible": "#1f77b4", "unstable": "#ff7f0e", "trivial": "#9e9e9e",
@@ -153,6 +153,11 @@ def snr_figure(snr_df: pd.DataFrame, raw: bool = False, title: str = "Gradient S
     return fig
 
 # %% ../nbs/17_figures.ipynb #c27929e7
+def held_out_curve(eval_df: pd.DataFrame) -> pd.Series:
+    "Held-out accuracy per evaluation on one set of problems: `curve_accuracy` (the fixed subset) where a run logs it."
+    if "curve_accuracy" not in eval_df: return eval_df["accuracy"].astype(float)
+    return eval_df["curve_accuracy"].astype(float).fillna(eval_df["accuracy"].astype(float))
+
 def training_figure(metrics_df: pd.DataFrame, eval_df: pd.DataFrame | None = None, title: str = "Training") -> go.Figure:
     "Loss (total, DPO, NLL) and accuracy (reward accuracy per batch, held-out accuracy) over steps."
     m = metrics_df if metrics_df is not None else log_frame([], "metrics")
@@ -164,7 +169,7 @@ def training_figure(metrics_df: pd.DataFrame, eval_df: pd.DataFrame | None = Non
         fig.add_trace(go.Scatter(x=x, y=m[col].tolist(), name=name, mode="lines", line=style), row=1, col=1)
     fig.add_trace(go.Scatter(x=x, y=m["rewards/accuracies"].tolist(), name="reward accuracy (batch)", mode="lines",
                              line=dict(color="#ff7f0e", width=1)), row=1, col=2)
-    fig.add_trace(go.Scatter(x=e["step"].tolist(), y=e["accuracy"].tolist(), name="held-out accuracy", mode="lines+markers",
+    fig.add_trace(go.Scatter(x=e["step"].tolist(), y=held_out_curve(e).tolist(), name="held-out accuracy", mode="lines+markers",
                              line=dict(color="#2ca02c", width=3), marker=dict(size=9)), row=1, col=2)
     fig.update_yaxes(range=[-0.02, 1.05], row=1, col=2)
     fig.update_xaxes(title_text="step")
@@ -182,12 +187,14 @@ def compare_figure(runs: list[dict], smooth: int = 5, title: str = "Selectors co
               ("eval", "accuracy", "held-out accuracy"), ("snr", "snr_selected", "gradient SNR of chosen batches")]
     fig = make_subplots(rows=2, cols=2, subplot_titles=[p[2] for p in panels], vertical_spacing=0.14, horizontal_spacing=0.08)
     groups = {}
-    for r in runs: groups.setdefault(as_config(r["config"]).selector, []).append(r)
+    for r in runs:        # the SFT-only control trains with the uniform selector: it is its own group
+        c = as_config(r["config"]); groups.setdefault("sft" if c.loss_type == "sft" else c.selector, []).append(r)
     for gi, (sel, rs) in enumerate(groups.items()):
         col = SELECTOR_COLORS[gi % len(SELECTOR_COLORS)]
         for pi, (log, key, _) in enumerate(panels):
             row, cc = pi // 2 + 1, pi % 2 + 1
-            parts = [r[log][["step", key]].dropna().set_index("step")[key].astype(float) for r in rs if len(r[log])]
+            frame = lambda r: r[log].assign(accuracy=held_out_curve(r[log])) if log == "eval" else r[log]
+            parts = [frame(r)[["step", key]].dropna().set_index("step")[key].astype(float) for r in rs if len(r[log])]
             if log == "metrics" and smooth > 1: parts = [p.rolling(smooth, min_periods=1).mean() for p in parts]
             if not parts: continue
             tab = pd.concat(parts, axis=1)

@@ -11,11 +11,12 @@ from .reference import with_reference
 from . import checkpoint as ckpt
 
 # %% auto #0
-__all__ = ['PAIR_KEYS', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'run', 'eval_adapter']
+__all__ = ['PAIR_KEYS', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'held_out_eval', 'run',
+           'eval_adapter']
 
 # %% ../nbs/21_pipeline.ipynb #01616a98
 PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperature", "max_new_tokens",
-             "max_pairs_per_problem", "data_seed")
+             "max_pairs_per_problem", "max_gold_pairs_per_problem", "data_seed")
 
 def cache_key(cfg: Config, keys=PAIR_KEYS) -> str:
     "A short hash of the config fields that determine a cached artefact."
@@ -36,7 +37,8 @@ def get_problems(cfg: Config, split: str) -> list[dict]:
     "Train or held-out problems: the embedded levels, or a GSM8K/MATH-style file or hub id (a local file is split by question hash)."
     from sage_nb import data
     n = cfg.n_train_problems if split == "train" else cfg.n_eval_problems
-    return data.load_problems(cfg.problems, n=n, levels=cfg.levels, seed=cfg.data_seed, split=split)
+    levels = cfg.eval_levels or cfg.levels if split == "eval" else cfg.levels
+    return data.load_problems(cfg.problems, n=n, levels=levels, seed=cfg.data_seed, split=split)
 
 def get_pairs(cfg: Config, model, tokenizer):
     "The pair set: a ready preference file, or pairs sampled on-policy (cached by `cache_key`)."
@@ -54,6 +56,7 @@ def get_pairs(cfg: Config, model, tokenizer):
     _log(f"sampling {cfg.k} solutions for each of {len(problems)} problems to build preference pairs")
     ds, info = rollout.build_pairs(model, tokenizer, problems, k=cfg.k, temperature=cfg.temperature,
                                    max_new_tokens=cfg.max_new_tokens, max_pairs_per_problem=cfg.max_pairs_per_problem,
+                                   max_gold_pairs=cfg.max_gold_pairs_per_problem,
                                    seed=cfg.data_seed)
     _log(f"{info['n_pairs']} pairs ({info['n_gold']} with a gold solution), sample accuracy "
          f"{info['sample_accuracy']:.2f}, {info['tokens_per_s']:.0f} tokens/s")
@@ -68,6 +71,20 @@ def pair_table(pairs):
     import pandas as pd
     df = pairs.to_pandas() if hasattr(pairs, "to_pandas") else pd.DataFrame(pairs)
     return df[[c for c in ("pair_id", "problem_id", "question", "difficulty", "pass_rate", "source", "flipped") if c in df.columns]]
+
+# %% ../nbs/21_pipeline.ipynb #e7a1c001
+def held_out_eval(cfg: Config, tokenizer, problems: list[dict], use_subset, progress: bool = True):
+    "A trainer's `eval_fn`: the subset while `use_subset()` is true, else every problem; rows carry `curve_accuracy`."
+    from sage_nb.evaluate import evaluate, balanced_subset
+    sub = balanced_subset(problems, cfg.eval_subset)
+    def ev(model, ps): return evaluate(model, tokenizer, ps, max_new_tokens=cfg.max_new_tokens, progress=progress)
+    def eval_fn(model):
+        if len(sub) < len(problems) and use_subset():
+            r = ev(model, [problems[i] for i in sub])
+            return dict(r, curve_accuracy=r["accuracy"], curve_n=r["n"], subset=True)
+        r = ev(model, problems); c = [r["correct"][i] for i in sub]
+        return dict(r, curve_accuracy=sum(c) / len(c), curve_n=len(c))
+    return eval_fn
 
 # %% ../nbs/21_pipeline.ipynb #f8d92b32
 def _kill_points(trainer):
@@ -88,7 +105,6 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
     from sage_nb.models import load_policy, pick_device
     from sage_nb.trainer import Trainer, make_accelerator
     from sage_nb.data import flip_labels
-    from sage_nb.evaluate import evaluate
     from sage_nb.report import write_report
     if resume:
         run_dir = Path(resume)
@@ -111,7 +127,8 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
         pairs = flip_labels(pairs, cfg.label_noise, seed=cfg.seed)
         if main: _log(f"label noise: chosen and rejected swapped on {sum(pairs['flipped'])} of {len(pairs)} training pairs")
     eval_problems = get_problems(cfg, "eval") if cfg.n_eval_problems > 0 else []
-    eval_fn = (lambda m: evaluate(m, tok, eval_problems, max_new_tokens=cfg.max_new_tokens, progress=progress)) if eval_problems else None
+    # evaluations before the last read the fixed subset (cfg.eval_subset); the trainer exists by the time one runs
+    eval_fn = held_out_eval(cfg, tok, eval_problems, lambda: trainer.step < cfg.steps, progress) if eval_problems else None
     if main: run_dir.mkdir(parents=True, exist_ok=True); pair_table(pairs).to_parquet(run_dir/"pair_table.parquet")
     trainer = Trainer(model, tok, pairs, cfg, run_dir=run_dir, callbacks=callbacks, eval_fn=eval_fn, resume=bool(resume),
                       progress=progress, accelerator=acc)

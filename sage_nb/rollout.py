@@ -181,8 +181,9 @@ def problem_record(problem: dict, prompt: str, samples: list[str]) -> dict:
     return dict(problem=problem, prompt=prompt, samples=samples, correct=ok,
                 pass_rate=sum(ok) / len(ok) if ok else float("nan"))
 
-def pairs_from_record(rec: dict, max_pairs_per_problem: int = 4, use_gold: bool = True, seed: int = 0) -> list[dict]:
-    "Pair rows for one problem record."
+def pairs_from_record(rec: dict, max_pairs_per_problem: int = 4, use_gold: bool = True, seed: int = 0,
+                      max_gold_pairs: int | None = None) -> list[dict]:
+    "Pair rows for one problem record (gold pairs: at most `max_gold_pairs`, default `max_pairs_per_problem`)."
     p = rec["problem"]
     rng = random.Random(f"{seed}-{p['problem_id']}")
     uniq = lambda xs: list(dict.fromkeys(x for x in xs if x.strip()))
@@ -191,12 +192,14 @@ def pairs_from_record(rec: dict, max_pairs_per_problem: int = 4, use_gold: bool 
     if good: combos, source = _interleaved(good, bad, rng), "on_policy"
     elif use_gold and p.get("solution") and bad: combos, source = [(p["solution"].strip(), w) for w in rng.sample(bad, len(bad))], "gold"
     else: combos, source = [], "on_policy"
+    cap = min(max_pairs_per_problem, max_gold_pairs) if source == "gold" and max_gold_pairs is not None else max_pairs_per_problem
     return [make_pair(rec["prompt"], c, w, p["problem_id"], p.get("level", -1), rec["pass_rate"], source,
-                      p["question"], p["answer"]) for c, w in combos[:max_pairs_per_problem] if c != w]
+                      p["question"], p["answer"]) for c, w in combos[:cap] if c != w]
 
 # %% ../nbs/03_rollout.ipynb #203b3bf8
 def build_pairs(model, tokenizer, problems: list[dict], k: int = 4, temperature: float = 0.8, top_p: float = 1.0,
                 max_new_tokens: int = 96, max_pairs_per_problem: int = 4, use_gold: bool = True, batch_size: int = 32,
+                max_gold_pairs: int | None = None,
                 seed: int = 0, instruction: str = INSTRUCTION, progress: bool = True):
     "On-policy pairs for `problems` -> (pair Dataset, info dict with per-problem `records` and timing)."
     if k < 1: raise ValueError(f"k must be >= 1, not {k}")
@@ -205,7 +208,7 @@ def build_pairs(model, tokenizer, problems: list[dict], k: int = 4, temperature:
     samples, n_tok = sample_solutions(model, tokenizer, prompts, k, temperature, top_p, max_new_tokens, batch_size, seed, progress)
     secs = time.perf_counter() - t0
     recs = [problem_record(p, pr, s) for p, pr, s in zip(problems, prompts, samples)]
-    rows = [r for rec in recs for r in pairs_from_record(rec, max_pairs_per_problem, use_gold, seed)]
+    rows = [r for rec in recs for r in pairs_from_record(rec, max_pairs_per_problem, use_gold, seed, max_gold_pairs)]
     ds, _ = validate_pairs(rows)
     n_gold = sum(r["source"] == "gold" for r in rows)
     info = dict(records=[dict(problem_id=r["problem"]["problem_id"], level=r["problem"].get("level", -1),

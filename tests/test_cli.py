@@ -34,6 +34,7 @@ def test_compare_writes_table_and_report(tiny_dir, tmp_path):
     root = tmp_path/"cmp"
     main(["compare", "--model", str(tiny_dir), "--selectors", "sage,uniform", "--seeds", "2", "--root", str(root), *ARGS])
     md = (root/"comparison.md").read_text()
+    assert md.startswith("Candidates: ") and "pair-updates a run" in md, md
     for arm in ("sage", "uniform", "sft"): assert f"| {arm} | 2 |" in md
     runs = pd.read_csv(root/"runs.csv").set_index(["arm", "seed"])
     for d in ("sage-s0", "uniform-s0"):          # the table's SNR columns are the means of each run's probes
