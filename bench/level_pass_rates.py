@@ -1,6 +1,6 @@
 """How often the model is right on each embedded level: the measurement behind the choice of levels.
 
-    .venv/bin/python bench/level_pass_rates.py [--levels 0 4 5 6 1] [--n 80] [--k 0] [--model default] [--tiny]
+    .venv/bin/python bench/level_pass_rates.py [--levels 0 4 5 6 1] [--n 60] [--k 0] [--model default] [--tiny]
 
 Greedy accuracy on `--n` held-out problems of each level (the answer checker of every run). With `--k K`,
 also K solutions sampled at `--temperature` on `--n` training problems of each level, built into preference
@@ -20,7 +20,7 @@ from sage_nb.rollout import build_pairs
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--levels", type=int, nargs="+", default=[0, 4, 5, 6, 1])
-    ap.add_argument("--n", type=int, default=80, help="problems per level")
+    ap.add_argument("--n", type=int, default=60, help="problems per level (level 4 has ~68 held-out questions in all)")
     ap.add_argument("--k", type=int, default=0, help="sampled solutions per training problem (0: greedy only)")
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--max-new-tokens", type=int, default=64)

@@ -145,12 +145,12 @@ def _to_problem(entry, level, source) -> dict:
     if sol is not None and "####" not in sol: sol = f"{sol}\n#### {a}"
     return dict(problem_id=f"L{level}-{content_hash(q)}", question=q, answer=a, level=int(level), solution=sol, source=source)
 
-def level_problems(level: int, n: int, seed: int = 0, split: str = "train", max_chunks: int = 20) -> list[dict]:
-    "`n` distinct problems of one embedded `level` from the `split` share of its question space."
+def level_problems(level: int, n: int, seed: int = 0, split: str = "train", max_chunks: int = 20, exclude=()) -> list[dict]:
+    "`n` distinct problems of one embedded `level` from the `split` share of its question space (none of `exclude`'s questions)."
     import reasoning_gym as rg
     if level not in LEVELS: raise ValueError(f"Unknown level {level!r}; embedded levels are {sorted(LEVELS)}")
     if split not in ("train", "eval"): raise ValueError(f"split must be 'train' or 'eval', not {split!r}")
-    spec, out, seen = LEVELS[level], [], set()
+    spec, out, seen = LEVELS[level], [], set(exclude)
     for chunk in range(max_chunks):
         ds = rg.create_dataset(spec["name"], size=max(4 * n, 64), seed=_seed_for(seed, level, split, chunk), **spec["kw"])
         for e in ds:
@@ -168,7 +168,10 @@ def make_problems(n: int, levels=(0, 1, 2), seed: int = 0, split: str = "train")
     if not levels: raise ValueError("levels is empty")
     if n < 0: raise ValueError(f"n must be >= 0, not {n}")
     per = [n // len(levels) + (i < n % len(levels)) for i in range(len(levels))]
-    return [p for lv, k in zip(levels, per) if k for p in level_problems(lv, k, seed=seed, split=split)]
+    out = []
+    for lv, k in zip(levels, per):      # levels can overlap (5 holds some of 6's sums): a question is asked once
+        if k: out += level_problems(lv, k, seed=seed, split=split, exclude={p["question"] for p in out})
+    return out
 
 # %% ../nbs/02_data.ipynb #a51d0e10
 def gsm8k_answer(answer_text: str) -> str:

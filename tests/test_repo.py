@@ -35,3 +35,18 @@ def test_every_module_has_a_notebook():
     mods = {p.stem for p in (ROOT/"sage_nb").glob("*.py") if not p.stem.startswith("_")}
     nbs = " ".join(p.read_text() for p in (ROOT/"nbs").glob("*.ipynb"))
     for m in mods: assert f"default_exp {m}" in nbs, m
+
+def test_fair_experiment_preset_meets_what_a_fair_comparison_needs():
+    "The preset in experiments/ is a valid config and fixes what can be fixed before sampling (the pair budget is printed at run time)."
+    from sage_nb.config import Config
+    from sage_nb.data import make_problems
+    c = Config.from_json(ROOT/"experiments"/"fair.json").validate()
+    assert c.n_eval_problems >= 500 and 0 < c.eval_every <= 5 and 0 < c.eval_subset < c.n_eval_problems
+    assert c.max_gold_pairs_per_problem <= 1 and c.snr_every and c.snr_every <= 5
+    ev = make_problems(c.n_eval_problems, levels=c.eval_levels or c.levels, split="eval", seed=c.data_seed)
+    tr = make_problems(c.n_train_problems, levels=c.levels, seed=c.data_seed)
+    assert len({p["question"] for p in ev}) == c.n_eval_problems and len({p["question"] for p in tr}) == c.n_train_problems
+    assert not {p["question"] for p in ev} & {p["question"] for p in tr}
+    script = (ROOT/"experiments"/"fair.sh").read_text()
+    assert "experiments/fair.json" in script and "--label-noise 0.2" in script
+    for arm in ("sage", "uniform", "sage_random_order", "sage_no_filter", "sage_no_curriculum", "margin_greedy"): assert arm in script
