@@ -130,8 +130,9 @@ class Dashboard:
     def on_end(self, summary: dict | None = None):
         with self._lock:
             self.finished = True; self.summary = summary
-            self.last_event = "finished" + (" (stopped)" if (summary or {}).get("stopped") else "")
-            self.stop_button.disabled = True
+            stopped = bool((summary or {}).get("stopped"))
+            self.last_event = "finished" + (" (stopped)" if stopped else "")
+            self.stop_button.disabled = True; self.stop_button.description = "Stopped" if stopped else "Stop"
         self.flush()
 
     # --- drawing

@@ -4,10 +4,12 @@
 
 # %% ../nbs/14a_kernel_wait.ipynb #8a5e3bcb
 from __future__ import annotations
-import time
+import logging, time
+
+_log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['in_kernel', 'wait_while']
+__all__ = ['in_kernel', 'ShellPump', 'wait_while']
 
 # %% ../nbs/14a_kernel_wait.ipynb #2aadceef
 def in_kernel() -> bool:
@@ -17,14 +19,69 @@ def in_kernel() -> bool:
     return getattr(get_ipython(), "kernel", None) is not None
 
 # %% ../nbs/14a_kernel_wait.ipynb #36d05028
+_COMM = {"comm_open", "comm_msg", "comm_close"}
+
+class ShellPump:
+    "Handle the main shell's pending widget (comm) messages now and give the rest back to the kernel (ipykernel 7)."
+    def __init__(self, kernel):
+        import zmq
+        self.kernel, self._again = kernel, zmq.Again
+        sct = getattr(kernel, "shell_channel_thread", None)
+        # ipykernel 7 with its shell-channel thread: the main thread reads an in-process socket; without it, the shell socket
+        self.socket = (sct.manager.get_shell_channel_to_subshell_pair(None).to_socket if sct is not None
+                       else kernel.shell_stream.socket)
+        self._recv = lambda: self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+
+    @classmethod
+    def of(cls, kernel):
+        "A pump for `kernel` if it dispatches shell messages the way ipykernel 7 does, else None."
+        needs = ("shell_main", "dispatch_shell", "session", "set_parent", "get_parent", "_get_shell_context_var",
+                 "_shell_parent_ident")
+        if hasattr(kernel, "do_one_iteration") or not all(hasattr(kernel, a) for a in needs): return None
+        try: return cls(kernel)
+        except Exception: return None
+
+    def msg_type(self, frames) -> str | None:
+        try:
+            _, parts = self.kernel.session.feed_identities(frames, copy=False)
+            return self.kernel.session.deserialize(parts, content=False, copy=False)["header"]["msg_type"]
+        except Exception: return None
+
+    def handle_now(self, frames):
+        "Handle a comm message now, on this thread, then restore the running cell's parent (where its output goes)."
+        k = self.kernel
+        parent, ident = k.get_parent("shell"), k._get_shell_context_var(k._shell_parent_ident)
+        coro = k.dispatch_shell(frames, subshell_id=None, concurrent=True)
+        try: coro.send(None)              # comm handlers are synchronous: this runs it to the end
+        except StopIteration: pass
+        else: coro.close(); _log.warning("a widget message's handler waited on the event loop; it was dropped")
+        finally: k.set_parent(ident, parent, channel="shell")
+
+    def handle_later(self, frames):
+        "Give a message back to the kernel: it waits for the running cell, then runs in the order it arrived."
+        import asyncio
+        asyncio.ensure_future(self.kernel.shell_main(None, frames))
+
+    def __call__(self, n: int = 1):
+        "Drain the queue (never leaving a message unread, so the kernel's own reader sees the next one arrive)."
+        while True:
+            try: frames = self._recv()
+            except self._again: return
+            if self.msg_type(frames) in _COMM: self.handle_now(frames)
+            else: self.handle_later(frames)
+
 def _poller():
     "A context whose value handles pending kernel messages when called; a no-op outside a kernel."
     import contextlib
     if in_kernel():
-        try:
-            from jupyter_ui_poll import ui_events
-            return ui_events()
-        except ImportError: pass
+        from IPython import get_ipython
+        pump = ShellPump.of(get_ipython().kernel)
+        if pump is not None: return contextlib.nullcontext(pump)
+        if hasattr(get_ipython().kernel, "do_one_iteration"):
+            try:
+                from jupyter_ui_poll import ui_events
+                return ui_events()
+            except ImportError: pass
     return contextlib.nullcontext(lambda n=1: None)
 
 def wait_while(alive, poll: float = 0.1, on_interrupt=None) -> bool:

@@ -141,7 +141,9 @@ def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_m
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM")
-    with torch.random.fork_rng(devices=[]):   # the adapter's init: from `seed` alone, and the caller's RNG untouched
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():   # the adapter's init: from `seed` alone, the caller's RNG untouched
+        # peft's PeftModel reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning each call); not ours to fix
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         torch.manual_seed(seed)
         return get_peft_model(model, cfg)
 
