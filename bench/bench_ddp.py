@@ -13,7 +13,9 @@ Throughput is pairs/s over the timed steps (from the end of the warm-up steps to
 the main process sees it). The result line is `RESULT ddp_2x1_vs_1x2 <pairs/s of b / pairs/s of a>`; there is no
 target (a CPU has no second device to gain: the number says what splitting the cores into processes costs or
 gains). The losses of both arms are printed: they should agree, since the global batch is the same.
-The machine may be shared: the load average is printed at the start and the end, with a warning above 0.5.
+The machine may be shared: the load average is printed at the start and the end, with a warning above 0.5, and
+the ratio of the fastest timed steps is printed too (outside load slows some steps, rarely all); `--repeats N`
+alternates the arms N times.
 """
 from __future__ import annotations
 import argparse, json, math, os, subprocess, sys, tempfile, time, warnings
@@ -71,7 +73,8 @@ def child(a):
     b = collate_pairs(tok, rows, cfg.max_length, cfg.max_prompt_length)
     seq = b["attention_mask"].sum(1).float()
     timed_s = clock.t[-1] - clock.t[a.warmup - 1]
-    print("CHILD " + json.dumps(dict(processes=tr.acc.num_processes, threads=torch.get_num_threads(), timed_s=timed_s,
+    gaps = [t1 - t0 for t0, t1 in zip(clock.t[a.warmup - 1:], clock.t[a.warmup:])]   # each timed step, end to end
+    print("CHILD " + json.dumps(dict(processes=tr.acc.num_processes, threads=torch.get_num_threads(), timed_s=timed_s, gaps=gaps,
                                      pairs_per_s=a.batch_size * a.steps / timed_s, loss=clock.loss,
                                      n_params=sum(p.numel() for p in model.parameters()),
                                      n_lora=sum(p.numel() for p in tr.params), lora_r=model.peft_config["default"].r,
@@ -97,6 +100,13 @@ def run_arm(procs: int, threads: int, a, tmp: Path, name: str) -> dict:
     return dict(json.loads(line[-1][6:]), wall_s=time.perf_counter() - t0)
 
 
+def pool(rs: list[dict], a) -> dict:
+    "One arm's repeats as one record: pairs/s over all timed steps, every step's time, the first repeat's losses."
+    t = sum(r["timed_s"] for r in rs)
+    return dict(rs[0], timed_s=t, pairs_per_s=a.batch_size * a.steps * len(rs) / t, wall_s=sum(r["wall_s"] for r in rs),
+                gaps=[g for r in rs for g in r["gaps"]], step_s=[x for r in rs for x in r["step_s"]])
+
+
 def main(argv=None) -> dict | None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="random 2-layer model and few steps instead of the embedded SmolLM2-135M")
@@ -106,6 +116,7 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     ap.add_argument("--max-length", type=int, default=320)
     ap.add_argument("--max-prompt-length", type=int, default=192)
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each arm, alternating a, b, a, b, ...")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds one arm may take")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -123,26 +134,31 @@ def main(argv=None) -> dict | None:
     if load0 > LOAD_WARN:
         print(f"WARNING: 1-minute load average {load0:.2f} > {LOAD_WARN} before the start: other work shares the cores, "
               "the ratio is suspect")
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        ra = run_arm(1, 2, a, tmp, "a-1x2")
-        rb = run_arm(2, 1, a, tmp, "b-2x1")
+    runs = {"a": [], "b": []}
+    with tempfile.TemporaryDirectory() as d:       # arms alternate, so a burst of outside load hits both alike
+        for i in range(a.repeats):
+            runs["a"].append(run_arm(1, 2, a, Path(d), f"a-1x2-{i}"))
+            runs["b"].append(run_arm(2, 1, a, Path(d), f"b-2x1-{i}"))
     up1 = uptime()
-    ratio = rb["pairs_per_s"] / ra["pairs_per_s"]
+    ra, rb = (pool(runs[k], a) for k in "ab")
+    ratio, ratio_fast = rb["pairs_per_s"] / ra["pairs_per_s"], min(ra["gaps"]) / min(rb["gaps"])
     print(f"model: {name}, fp32 + LoRA r={ra['lora_r']} (all linear; {ra['n_lora']:,} trained of {ra['n_params']:,} "
           f"parameters), device cpu, Trainer with the uniform selector")
     print(f"batch: {a.batch_size} pairs per step (global; 2x1: {a.batch_size // 2} per process), pool {a.pairs} pairs, "
           f"sequences mean {ra['seq_mean']:.0f} tokens (max {ra['seq_max']:.0f}; max_length {a.max_length}, "
-          f"max_prompt_length {a.max_prompt_length}); {a.warmup} warm-up + {a.steps} timed steps")
+          f"max_prompt_length {a.max_prompt_length}); {a.warmup} warm-up + {a.steps} timed steps"
+          f"{f', {a.repeats} runs of each arm, alternating' if a.repeats > 1 else ''}")
     for label, r in (("a. 1 process  x 2 threads", ra), ("b. 2 processes x 1 thread ", rb)):
-        print(f"{label}: {r['pairs_per_s']:6.2f} pairs/s  ({r['timed_s'] / a.steps:.2f} s/step; arm wall {r['wall_s']:.0f} s "
+        print(f"{label}: {r['pairs_per_s']:6.2f} pairs/s  ({r['timed_s'] / (a.steps * a.repeats):.2f} s/step; arm wall {r['wall_s']:.0f} s "
               f"with loading; Trainer's step times {[round(x, 2) for x in r['step_s']]})\n    losses {[round(x, 4) for x in r['loss']]}")
     same = all(abs(x - y) <= 1e-3 for x, y in zip(ra["loss"], rb["loss"]))
     print(f"losses of a and b {'agree' if same else 'DIFFER'} (same global batch; tolerance 1e-3)")
+    print(f"fastest timed step: a {min(ra['gaps']):.2f} s, b {min(rb['gaps']):.2f} s; ratio of pairs/s by fastest steps "
+          f"{ratio_fast:.3f} (less sensitive to outside load than the mean)")
     print(f"load at end: {up1}")
     print(f"total bench time {time.perf_counter() - t_start:.0f} s")
     print(f"RESULT ddp_2x1_vs_1x2 {ratio:.3f}")
-    return dict(ratio=ratio, a=ra, b=rb, same_loss=same, load_start=load0, load_end=os.getloadavg()[0])
+    return dict(ratio=ratio, ratio_fastest=ratio_fast, a=ra, b=rb, same_loss=same, load_start=load0, load_end=os.getloadavg()[0])
 
 
 if __name__ == "__main__":

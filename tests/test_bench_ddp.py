@@ -14,6 +14,7 @@ def test_bench_ddp_tiny_prints_the_ratio():
     assert m, out
     r = float(m.group(1))
     assert math.isfinite(r) and r > 0
+    assert re.search(r"^fastest timed step: a \S+ s, b \S+ s", out, re.M)
     assert "losses of a and b agree" in out                  # same global batch: the two arms trained alike
     assert out.count("load at start:") == 1 and out.count("load at end:") == 1
     assert re.search(r"^a\. 1 process  x 2 threads: .* pairs/s", out, re.M)
