@@ -37,11 +37,11 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     for lv in a.levels:
         t0 = time.perf_counter()
-        g = evaluate(model, tok, make_problems(a.n, levels=(lv,), split="eval"), max_new_tokens=a.max_new_tokens)
+        g = evaluate(model, tok, make_problems(a.n, levels=(lv,), split="eval"), max_new_tokens=a.max_new_tokens, progress=True)
         samp = "–", "–", "–"
         if a.k:
             ds, info = build_pairs(model, tok, make_problems(a.n, levels=(lv,)), k=a.k, temperature=a.temperature,
-                                   max_new_tokens=a.max_new_tokens, progress=False)
+                                   max_new_tokens=a.max_new_tokens, progress=True)
             samp = (f"{info['sample_accuracy']:.2f}", f"{info['n_pairs'] / a.n:.2f}",
                     f"{info['n_on_policy'] / max(1, info['n_pairs']):.2f}")
         print(f"| {lv} | {LEVELS[lv]['about']} | {g['accuracy']:.2f} ({g['n_correct']}/{g['n']}) | {' | '.join(samp)} "
