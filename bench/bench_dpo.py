@@ -7,10 +7,13 @@ Run from the repo root:
 Measured in one run, on the same model, pairs and batch:
   1. step time of a uniform-DPO step with sage_nb.dpo (policy forward, cached reference, sigmoid loss,
      backward, AdamW on the LoRA parameters) and of TRL's DPOTrainer.training_step + optimizer step with
-     precompute_ref_log_probs=True (reference cached too), same LoRA config; ratio ours/TRL (goal <= 0.8);
+     precompute_ref_log_probs=True (reference cached too), same LoRA config; ratio ours/TRL (goal <= 0.35,
+     on the fastest of the interleaved steps, which background load on a shared machine hits least);
   2. peak RSS (resource.getrusage ru_maxrss) of the 4-bit NF4 path and of the fp32 LoRA path, each in its own
      subprocess that loads the model, caches the reference and trains a few steps;
   3. forward+backward time per step of NF4 vs fp32 on this device; pairs/s everywhere.
+
+The last line reads `GOAL dpo_step_vs_trl <ratio> 0.35 PASS|FAIL` (not printed with --skip-trl).
 """
 from __future__ import annotations
 import argparse, json, os, resource, subprocess, sys, tempfile, time, warnings
@@ -19,6 +22,8 @@ from pathlib import Path
 os.environ.setdefault("TQDM_DISABLE", "1")
 warnings.filterwarnings("ignore")
 import torch
+
+TARGET = 0.35
 
 from sage_nb.config import Config
 from sage_nb.models import load_policy, tiny_model, chat_prompt
@@ -133,7 +138,7 @@ def run_child(path, args, model_src):
     return json.loads(line[-1][6:])
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="random 2-layer model instead of the embedded SmolLM2-135M")
     ap.add_argument("--pairs", type=int, default=8)
@@ -145,7 +150,7 @@ def main():
     ap.add_argument("--skip-trl", action="store_true"); ap.add_argument("--skip-quant", action="store_true")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model-src", default="default", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.child: return child(args)
 
     t_start = time.perf_counter()
@@ -187,7 +192,7 @@ def main():
         print(f"TRL DPOTrainer   : {t['step_s']:6.2f} s/step  ({args.pairs / t['step_s']:.2f} pairs/s)  first loss "
               f"{t['first_loss']:.4f}  steps {t['all_s']}")
         print(f"ratio ours / TRL step time: {o['step_s'] / t['step_s']:.2f} (means), {min(o['all_s']) / min(t['all_s']):.2f} "
-              f"(fastest steps, robust to load from other processes)  (goal <= 0.8; steps interleaved)")
+              f"(fastest steps, robust to load from other processes)  (goal <= {TARGET}; steps interleaved)")
         res.update(trl_step_s=t["step_s"], trl_pairs_per_s=args.pairs / t["step_s"], ratio=o["step_s"] / t["step_s"],
                    ratio_min=min(o["all_s"]) / min(t["all_s"]))
     del steppers, model
@@ -202,7 +207,10 @@ def main():
         res.update(nf4=nf4, fp32=fp)
     print(f"total bench time {time.perf_counter() - t_start:.0f} s")
     print("RESULT " + json.dumps(res))
+    if "ratio_min" in res:
+        print(f"GOAL dpo_step_vs_trl {res['ratio_min']:.2f} {TARGET} {'PASS' if res['ratio_min'] <= TARGET else 'FAIL'}")
     if tmp: tmp.cleanup()
+    return res
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def policy_and_pairs(cfg, tiny: bool, n_tiny: int = 24):
         from bench_selection import arithmetic_pairs
         pairs = cache_reference(model, tok, arithmetic_pairs(tok, n_tiny), cfg, progress=False)
     else:
-        from sage_nb.cli import get_pairs
+        from sage_nb.pipeline import get_pairs
         pairs = with_reference(cfg, model, tok, get_pairs(cfg, model, tok))
     with torch.no_grad():                     # a trained-looking adapter: the reference-cache shortcut does not apply
         for n, p in model.named_parameters():

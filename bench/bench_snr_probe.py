@@ -1,38 +1,43 @@
-"""Cost of the gradient-SNR probe's per-pair gradients: one pair per pass (what `probe.per_pair_grads` does) vs. one
-batched forward with a backward from each pair's row of the loss.
+"""Cost of the gradient-SNR probe's per-pair gradients, per probed batch, against one training step of that batch.
 
     .venv/bin/python bench/bench_snr_probe.py [--batch-size 8] [--repeats 2] [--tiny]
 
 Uses the default run's pair set (`sage-nb run` samples and caches it; this reuses the cache) and the embedded model with
-a non-zero adapter. Both ways are timed in the same process, interleaved, on the same batches, and their gradients are
-compared, so the ratio is between two computations of the same (B, P) matrix. A training step on the same batch is
-timed too, as the unit the probe's cost is usually counted in. `--tiny` runs the same on the tiny random model and
-synthetic pairs, in seconds (a check that the script works).
+a non-zero adapter. Timed in the same process, interleaved, on the same batches:
+
+- one pair per pass (`probe.per_pair_grads_loop`, the fallback), whole objective only;
+- one batched pass with per-sample-gradient hooks on the LoRA layers (`probe.per_pair_grads_batched`), whole
+  objective only, and whole objective + DPO term (two backwards from one forward: what the probe runs per batch
+  at the default `alpha_nll` > 0);
+- the same two terms from one forward of the 2B whole sequences and one backward (`probe.per_pair_grads_by_sequence`);
+- a training step on the same batch: forward, backward of the mean loss, and an AdamW step (lr 0, so the
+  parameters stay put and every way sees the same ones).
+
+The loop's and the batched gradients are compared, so the ratios are between computations of the same (B, P)
+matrix. The last line reads `GOAL snr_probe_vs_train_step <both terms, the faster way / training step> 1.0
+PASS|FAIL`. `--tiny` runs the same on the tiny random model and synthetic pairs, in seconds (a check that the
+script works; its numbers mean nothing).
 """
-import argparse, sys, time
+import argparse, os, sys, time
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sage_nb.config import Config
 from sage_nb.pairstore import PairStore
-from sage_nb.probe import flat_grad, per_pair_grads
+from sage_nb.probe import per_pair_grads_loop, per_pair_grads_batched, per_pair_grads_by_sequence, per_sequence_forward
 from bench_scoring import policy_and_pairs
 
-
-def batched_rows(forward, params, ids):
-    "The per-pair gradients from one batched forward: a backward from each row of the per-pair loss."
-    total, rows = forward(ids)[0], []
-    for i in range(len(ids)):
-        gs = torch.autograd.grad(total[i], params, retain_graph=i < len(ids) - 1, allow_unused=True)
-        rows.append(flat_grad(gs, params))
-    return torch.stack(rows)
+TARGET = 1.0
 
 
-def train_step(model, forward, ids):
-    "Forward and backward of the batch's mean loss (the optimizer update itself is left out)."
-    model.zero_grad(set_to_none=True)
-    forward(ids)[0].mean().backward()
-    model.zero_grad(set_to_none=True)
+def train_stepper(model, forward, params):
+    "One training step on a batch: forward, backward of the mean loss, AdamW (lr 0: the parameters do not move)."
+    opt = torch.optim.AdamW(params, lr=0.0)
+    def step(ids):
+        opt.zero_grad(set_to_none=True)
+        forward(ids)[0].mean().backward()
+        opt.step(); opt.zero_grad(set_to_none=True)
+    return step
 
 
 def main(argv=None):
@@ -46,25 +51,36 @@ def main(argv=None):
     store = PairStore(pairs, tok, cfg, model=model)
     params = [p for p in model.parameters() if p.requires_grad]
     forward = lambda ids: store.forward(model, ids)
+    seq = per_sequence_forward(store, model)
     model.train()
     all_ids = store.ids
-    ways = {"one pair per pass": lambda ids: per_pair_grads(forward, ids, params),
-            "batched, a backward per row": lambda ids: batched_rows(forward, params, ids),
-            "training step (fwd+bwd)": lambda ids: train_step(model, forward, ids)}
+    ways = {"one pair per pass": lambda ids: per_pair_grads_loop(forward, ids, params)[0],
+            "batched, objective": lambda ids: per_pair_grads_batched(forward, ids, params, model)[0],
+            "batched, objective + DPO": lambda ids: per_pair_grads_batched(forward, ids, params, model, terms=(0, 1)),
+            "by sequence, objective + DPO": lambda ids: per_pair_grads_by_sequence(seq, ids, params, model, terms=(0, 1)),
+            "training step": train_stepper(model, forward, params)}
     t = dict.fromkeys(ways, 0.0); worst = 0.0
-    for r in range(a.repeats):
+    for r in range(a.repeats + 1):                     # the first round warms up and is not timed
         ids = all_ids[r*a.batch_size:(r + 1)*a.batch_size]
         out = {}
         for name, fn in ways.items():
-            t0 = time.perf_counter(); out[name] = fn(ids); t[name] += time.perf_counter() - t0
-        g1, g2 = out["one pair per pass"], out["batched, a backward per row"]
-        worst = max(worst, ((g1 - g2).norm(dim=1) / g2.norm(dim=1)).max().item())
-    for name, s in t.items(): print(f"{name:28s} {s / a.repeats:6.2f} s per batch of {a.batch_size}")
-    print(f"one pair per pass / batched = {t['one pair per pass'] / t['batched, a backward per row']:.2f}   "
-          f"probe (2 batches) = {2 * t['one pair per pass'] / t['training step (fwd+bwd)']:.1f} training steps "
-          f"(was {2 * t['batched, a backward per row'] / t['training step (fwd+bwd)']:.1f})   "
-          f"max relative difference of a pair's gradient {worst:.1e}   ({a.repeats} batches)")
-    return dict(t, worst=worst)
+            t0 = time.perf_counter(); out[name] = fn(ids)
+            if r: t[name] += time.perf_counter() - t0
+        g1 = out["one pair per pass"]
+        for g2 in (out["batched, objective"], out["by sequence, objective + DPO"][0]):
+            worst = max(worst, ((g1 - g2).norm(dim=1) / g1.norm(dim=1)).max().item())
+    ts = t["training step"]
+    print(f"model: {'tiny' if a.tiny else cfg.model}, cpu, {torch.get_num_threads()} threads, load average "
+          f"{os.getloadavg()[0]:.1f} (2 cores shared: timings are only comparable on an otherwise idle machine)")
+    for name, s in t.items(): print(f"{name:26s} {s / a.repeats:6.2f} s per batch of {a.batch_size}  ({s / ts:.2f} training steps)")
+    probe_s = min(t["batched, objective + DPO"], t["by sequence, objective + DPO"])
+    ratio = probe_s / ts
+    print(f"one pair per pass / batched (objective) = {t['one pair per pass'] / t['batched, objective']:.2f}   "
+          f"max relative difference of a pair's gradient {worst:.1e}   ({a.repeats} timed batches)")
+    print(f"a probe differentiates 1 + snr_draws = {1 + cfg.snr_draws} batches, both terms (the faster way): {(1 + cfg.snr_draws) * ratio:.1f} training steps "
+          f"per probe (was {(1 + cfg.snr_draws) * 2 * t['one pair per pass'] / ts:.1f} with the loop)")
+    print(f"GOAL snr_probe_vs_train_step {ratio:.2f} {TARGET} {'PASS' if ratio <= TARGET else 'FAIL'}")
+    return dict(t, worst=worst, ratio=ratio)
 
 
 if __name__ == "__main__":

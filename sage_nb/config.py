@@ -77,7 +77,8 @@ class Config:
     delta_rel: float = _knob(1.0, "damping delta relative to the pool median of the scaled gradient energy")
     retire_after: int = _knob(2, "R: consecutive trivial refreshes after which a pair leaves the pool")
     # --- probes, logs, checkpoints
-    snr_every: int = _knob(10, "steps between gradient-SNR probes (the method uses 5; on CPU one probe costs ~3 training steps; 0: none)")
+    snr_every: int = _knob(10, "steps between gradient-SNR probes; one also runs on the first batch after each pool refresh (the method and experiments/fair.json use 5; 0: no probes)")
+    snr_draws: int = _knob(3, "uniform batches from the pool each SNR probe compares the selected batch with (SNRs averaged; each costs one more batch's per-pair gradients)")
     eval_every: int = _knob(0, "steps between held-out evaluations (0: only before and after training)")
     checkpoint_every: int = _knob(10, "steps between checkpoints")
     nan_patience: int = _knob(3, "non-finite losses in a row after which the run stops")
@@ -119,7 +120,7 @@ class Config:
 # %% ../nbs/00_config.ipynb #c0f1a002
 _AT_LEAST_1 = ("lora_r lora_alpha n_train_problems k max_new_tokens max_pairs_per_problem max_length max_prompt_length "
                "steps batch_size grad_accum score_batch_size refresh_every n_strata plateau_refreshes pool_factor "
-               "record_len nan_patience").split()
+               "record_len nan_patience snr_draws").split()
 _AT_LEAST_0 = "n_eval_problems eval_subset max_gold_pairs_per_problem data_seed warmup_steps seed snr_every eval_every checkpoint_every retire_after".split()
 _ABOVE_0 = "beta lr max_grad_norm delta_rel".split()
 _NOT_NEGATIVE = "temperature alpha_nll weight_decay eps0 eps_flip u_band s_min u_conf plateau_gain".split()

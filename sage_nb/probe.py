@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['gradient_snr', 'flat_grad', 'per_pair_grads', 'uniform_batch', 'snr_probe']
+__all__ = ['gradient_snr', 'flat_grad', 'per_pair_grads_loop', 'NotBatchable', 'lora_linears', 'per_pair_grads_batched',
+           'per_pair_grads', 'per_sequence_forward', 'per_pair_grads_by_sequence', 'uniform_batch', 'snr_probe']
 
 # %% ../nbs/14_probe.ipynb #d04aa538
 def gradient_snr(per_pair_grads) -> dict:
@@ -30,29 +31,152 @@ def flat_grad(grads, params) -> torch.Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).float() for g, w in zip(grads, params)])
 
 # %% ../nbs/14_probe.ipynb #d7a00005
-def per_pair_grads(forward, ids, params) -> torch.Tensor:
-    "(B, P) gradients of each pair's loss `forward([id])[0][0]` over `params` (no .grad is touched)."
-    rows = []
-    for p in ids:       # one pair per pass: a backward from one row of a batched loss costs a whole batch's backward
-        rows.append(flat_grad(torch.autograd.grad(forward([p])[0][0], params, allow_unused=True), params))
-    return torch.stack(rows)
+def _term_rows(res, terms, grad_of):
+    "Per term, `grad_of(loss_tensor, last)` for the first term with that tensor; a repeated tensor reuses its rows."
+    out, seen = [], {}
+    for k, t in enumerate(terms):
+        loss = res[t]
+        if id(loss) not in seen: seen[id(loss)] = grad_of(loss, k == len(terms) - 1 or all(res[u] is loss for u in terms[k+1:]))
+        out.append(seen[id(loss)])
+    return out
+
+def per_pair_grads_loop(forward, ids, params, terms=(0,)) -> list[torch.Tensor]:
+    "Per term of `forward`'s output, the (B, P) gradients of each pair's loss over `params`, one pair per pass."
+    rows = [[] for _ in terms]
+    def one(loss, last):
+        if not loss.requires_grad: return flat_grad([None]*len(params), params)
+        return flat_grad(torch.autograd.grad(loss[0], params, retain_graph=not last, allow_unused=True), params)
+    for p in ids:
+        for r, g in zip(rows, _term_rows(forward([p]), terms, one)): r.append(g)
+    return [torch.stack(r) for r in rows]
+
+# %% ../nbs/14_probe.ipynb #a1b2c3d2
+class NotBatchable(RuntimeError):
+    "The batched per-pair gradients do not apply to this model or pass; `per_pair_grads` uses the loop instead."
+
+def lora_linears(model, params) -> list | None:
+    "The linear layers owning every tensor of `params` (as weight or bias), or None if some parameter is not covered."
+    want, mods, got = {id(p) for p in params}, [], set()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear) and id(m.weight) in want:
+            mods.append(m); got.add(id(m.weight))
+            if m.bias is not None and id(m.bias) in want: got.add(id(m.bias))
+    return mods if got == want else None
+
+class _PairGradCapture:
+    "Forward hooks on `mods` that, in each backward, add the weight gradient of a call's row r to row r mod B of `self.G`."
+    def __init__(self, mods, params, B):
+        self.B, self.G, self.handles = B, None, []
+        off, self.slot = 0, {}
+        for p in params: self.slot[id(p)] = (off, p.shape); off += p.numel()
+        self.P, self.mods = off, mods
+    def __enter__(self):
+        self.handles = [m.register_forward_hook(self._fwd) for m in self.mods]; return self
+    def __exit__(self, *a):
+        for h in self.handles: h.remove()
+    def _view(self, p):
+        off, shape = self.slot[id(p)]
+        return self.G[:, off:off + p.numel()].view(self.B, *shape)
+    def _fwd(self, mod, inp, out):
+        if torch.is_tensor(out) and out.requires_grad:
+            x = inp[0].detach()
+            out.register_hook(lambda g, mod=mod, x=x: self._add(mod, x, g))
+    def _add(self, mod, x, g):
+        if self.G is None: return
+        B, N = self.B, g.shape[0]
+        if N % B: raise NotBatchable(f"a LoRA layer ran on {N} rows for {B} gradient rows")
+        k = N // B
+        g = g.reshape(k, B, -1, g.shape[-1]).float(); x = x.reshape(k, B, -1, x.shape[-1]).float()
+        if id(mod.weight) in self.slot: self._view(mod.weight).add_(torch.einsum("kbto,kbti->boi", g, x))
+        if mod.bias is not None and id(mod.bias) in self.slot: self._view(mod.bias).add_(g.sum((0, 2)))
+
+def per_pair_grads_batched(forward, ids, params, model, terms=(0,), rtol: float = 1e-3) -> list[torch.Tensor]:
+    "`per_pair_grads_loop`'s result from one forward and one backward per term; `NotBatchable` where it does not apply."
+    mods = lora_linears(model, params)
+    if mods is None: raise NotBatchable("a trainable parameter is not the weight or bias of a linear layer")
+    cap = _PairGradCapture(mods, params, len(ids))
+    with cap:
+        res = forward(ids)
+        def rows(loss, last):
+            cap.G = torch.zeros(len(ids), cap.P, device=loss.device)
+            if not loss.requires_grad: return cap.G
+            total = flat_grad(torch.autograd.grad(loss.sum(), params, retain_graph=not last, allow_unused=True), params)
+            G, cap.G = cap.G, None
+            if (G.sum(0) - total).norm() > rtol * total.norm() + 1e-12:
+                raise NotBatchable("the per-pair rows do not sum to the batch gradient")
+            return G
+        return _term_rows(res, terms, rows)
+
+def per_pair_grads(forward, ids, params, model=None, terms=None, seq_forward=None):
+    """(B, P) per-pair gradients (a list of them, one per term, when `terms` is given): batched when `model` is given
+    and its trainable parameters are all linear weights (LoRA), from `seq_forward` by sequence when it is given (see
+    below), else (or if the batched pass refuses) one pair per pass."""
+    ts = (0,) if terms is None else tuple(terms)
+    out = None
+    if model is not None:
+        try: out = (per_pair_grads_by_sequence(seq_forward, ids, params, model, ts) if seq_forward is not None
+                    else per_pair_grads_batched(forward, ids, params, model, ts))
+        except NotBatchable: out = None
+    if out is None: out = per_pair_grads_loop(forward, ids, params, ts)
+    return out[0] if terms is None else out
+
+# %% ../nbs/14_probe.ipynb #a1b2c3e2
+def per_sequence_forward(store, model, loss_fn=None):
+    "`ids -> ((logp_chosen, logp_rejected), per-pair (total, dpo, nll))` of `store`'s pairs, chosen and rejected sequences run whole."
+    from sage_nb import dpo
+    def fwd(ids):
+        dev = next(model.parameters()).device
+        out = dpo.pair_forward(model, store.batch(ids, dev), on_nonfinite="flag", share_prefix=False)
+        rc, rr = store.refs(ids, dev)
+        return (out["logp_chosen"], out["logp_rejected"]), tuple((loss_fn or store.loss)(out, rc, rr))
+    return fwd
+
+def per_pair_grads_by_sequence(seq_forward, ids, params, model, terms=(0,), rtol: float = 1e-3) -> list[torch.Tensor]:
+    "`per_pair_grads_loop`'s result for `terms` from one forward and one backward (`NotBatchable` where it does not apply)."
+    mods = lora_linears(model, params)
+    if mods is None: raise NotBatchable("a trainable parameter is not the weight or bias of a linear layer")
+    B = len(ids)
+    cap = _PairGradCapture(mods, params, 2*B)
+    with cap:
+        (lc, lr), res = seq_forward(ids)
+        def coefs(loss, last):
+            if not loss.requires_grad: return torch.zeros(B, device=lc.device), torch.zeros(B, device=lc.device)
+            gs = torch.autograd.grad(loss.sum(), [lc, lr], retain_graph=True, allow_unused=True)
+            return [torch.zeros(B, device=lc.device) if g is None else g.detach().float() for g in gs]
+        ab = _term_rows(res, terms, coefs)
+        cap.G = torch.zeros(2*B, cap.P, device=lc.device)
+        total = flat_grad(torch.autograd.grad(lc.sum() + lr.sum(), params, allow_unused=True), params)
+        R, cap.G = cap.G, None
+    if (R.sum(0) - total).norm() > rtol * total.norm() + 1e-12:
+        raise NotBatchable("the per-sequence rows do not sum to the batch gradient")
+    return [a[:, None]*R[:B] + b[:, None]*R[B:] for a, b in ab]
 
 # %% ../nbs/14_probe.ipynb #d7a00007
-def uniform_batch(pool, n: int, seed: int, step: int) -> list[str]:
-    "`n` ids drawn without replacement from `pool` by a generator of their own, seeded by (seed, step)."
+def uniform_batch(pool, n: int, seed: int, step: int, draw: int = 0) -> list[str]:
+    "`n` ids drawn without replacement from `pool` by a generator of their own, seeded by (seed, step, draw)."
     pool = [str(p) for p in pool]
-    rng = np.random.default_rng([seed, 5113, step])
+    rng = np.random.default_rng([seed, 5113, step] + ([draw] if draw else []))
     return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
 
-def snr_probe(model, forward, params, ids, pool, seed: int, step: int) -> dict:
-    "One `snr.jsonl` row: the gradient SNR of the selected `ids` and of a uniform batch from `pool`."
-    uni = uniform_batch(pool, len(ids), seed, step)
+def _snrs(forward, params, ids, model, seq_forward):
+    "(SNR dict of the whole objective, of the DPO term) of one batch; NaNs below two pairs."
+    if len(ids) < 2: return [dict(snr=float("nan"), raw=float("nan"))]*2
+    return [gradient_snr(G) for G in per_pair_grads(forward, ids, params, model, (0, 1), seq_forward)]
+
+def snr_probe(model, forward, params, ids, pool, seed: int, step: int, draws: int = 1, problem_of=None,
+              reason: str = "every", seq_forward=None) -> dict:
+    "One `snr.jsonl` row: the gradient SNRs of the selected `ids` and of `draws` uniform batches from `pool` (averaged)."
+    if draws < 1: raise ValueError(f"draws must be >= 1, got {draws}")
+    unis = [uniform_batch(pool, len(ids), seed, step, d) for d in range(draws)]
+    problems = lambda b: len({(problem_of or {}).get(str(p), str(p)) for p in b})
     was_training = model.training
     model.train()
-    nan = dict(snr=float("nan"), raw=float("nan"))
     try:
-        a = gradient_snr(per_pair_grads(forward, ids, params)) if len(ids) > 1 else nan
-        b = gradient_snr(per_pair_grads(forward, uni, params)) if len(uni) > 1 else nan
+        a, ad = _snrs(forward, params, ids, model, seq_forward)
+        us = [_snrs(forward, params, u, model, seq_forward) for u in unis]
     finally: model.train(was_training)
-    return dict(step=step, snr_selected=a["snr"], snr_uniform=b["snr"], raw_selected=a["raw"], raw_uniform=b["raw"],
-                batch_size=len(ids))
+    mean = lambda k, j: float(np.mean([u[j][k] for u in us]))
+    return dict(step=step, snr_selected=a["snr"], snr_uniform=mean("snr", 0), raw_selected=a["raw"],
+                raw_uniform=mean("raw", 0), batch_size=len(ids), snr_selected_dpo=ad["snr"], snr_uniform_dpo=mean("snr", 1),
+                problems_selected=problems(ids), problems_uniform=float(np.mean([problems(u) for u in unis])),
+                draws=draws, reason=reason)

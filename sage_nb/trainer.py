@@ -16,10 +16,10 @@ from .runlog import RunLog, jsonable
 _log = logging.getLogger(__name__)
 from .kernel_wait import wait_while
 
-
 # %% auto #0
-__all__ = ['METRIC_KEYS', 'make_optimizer', 'RunEvents', 'Background', 'make_accelerator', 'Trainer', 'patch_method',
-           'micro_batches', 'accumulate_grads', 'gather_step', 'clip_and_step', 'step_metrics', 'run_summary']
+__all__ = ['PROCESS_GROUP_TIMEOUT_S', 'METRIC_KEYS', 'make_optimizer', 'RunEvents', 'Background', 'make_accelerator', 'Trainer',
+           'patch_method', 'micro_batches', 'accumulate_grads', 'gather_step', 'clip_and_step', 'step_metrics',
+           'run_summary']
 
 # %% ../nbs/15_trainer.ipynb #b0a00021
 def make_optimizer(params, cfg: Config):
@@ -95,11 +95,15 @@ class Background:
     def running(self) -> bool: return self._thread is not None and self._thread.is_alive()
 
 # %% ../nbs/15_trainer.ipynb #ac0e0002
+PROCESS_GROUP_TIMEOUT_S = 4 * 3600   # the other processes wait while the main one samples pairs or evaluates
+
 def make_accelerator(device=None):
     "An `Accelerator` for a model on `device`: the CPU (no mixed precision) for a CPU model, else bf16 on CUDA."
-    from accelerate import Accelerator
+    from datetime import timedelta
+    from accelerate import Accelerator, InitProcessGroupKwargs
     cpu = device is not None and torch.device(device).type == "cpu"
-    return Accelerator(cpu=cpu, mixed_precision="bf16" if torch.cuda.is_available() and not cpu else "no")
+    wait = InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
+    return Accelerator(cpu=cpu, mixed_precision="bf16" if torch.cuda.is_available() and not cpu else "no", kwargs_handlers=[wait])
 
 # %% ../nbs/15_trainer.ipynb #19f662e2
 class Trainer(Background):
@@ -232,8 +236,9 @@ def _train_step(self, step):
     if not ids:
         raise RuntimeError(f"Selector {self.selector.describe()} returned no pairs for step {step}; "
                            "the pool is exhausted or every pair was filtered.")
-    if cfg.snr_every and step % cfg.snr_every == 0 and acc.is_main_process:
-        t1 = time.perf_counter(); self._snr_probe(step, ids); snr_s = time.perf_counter() - t1
+    refreshed = getattr(self.selector, "last_refresh", None) == step      # next_batch just refreshed the pool
+    if cfg.snr_every and (refreshed or step % cfg.snr_every == 0) and acc.is_main_process:
+        t1 = time.perf_counter(); self._snr_probe(step, ids, "refresh" if refreshed else "every"); snr_s = time.perf_counter() - t1
     self.model.train()
     self.optimizer.zero_grad(set_to_none=True)
     mine = shard(ids, acc.process_index, acc.num_processes)
@@ -271,11 +276,15 @@ def _nan_skip(self, step, value):
             "a pair with an empty or fully truncated response, or bf16 overflow.")
 
 @patch_method
-def _snr_probe(self, step, ids):
-    "`probe.snr_probe` on the selected batch and a uniform one from the pool; one `snr.jsonl` row."
+def _snr_probe(self, step, ids, reason="every"):
+    "`probe.snr_probe` on the selected batch and `cfg.snr_draws` uniform ones from the pool; one `snr.jsonl` row."
     pool = self.selector.pool_ids()
+    t = self.store.table()
     t0 = time.perf_counter()
-    row = probe.snr_probe(self.model, self.forward, self.params, ids, pool, self.cfg.seed, step)
+    cfg = self.cfg      # two terms (alpha_nll > 0): both from one backward per batch, by sequence (`sage_nb.probe`)
+    seq = probe.per_sequence_forward(self.store, self.model, self.compute_loss) if cfg.alpha_nll and cfg.loss_type != "sft" else None
+    row = probe.snr_probe(self.model, self.forward, self.params, ids, pool, cfg.seed, step, draws=cfg.snr_draws,
+                          problem_of=dict(zip(t.pair_id, t.problem_id)), reason=reason, seq_forward=seq)
     self.timers["snr_s"] += time.perf_counter() - t0
     return self.events.write("snr", [row], "snr")[0]
 

@@ -1,5 +1,6 @@
-"The selection-overhead benchmark reads finished runs: it reports each scoring run's score/train ratio and skips the rest."
-import json, subprocess, sys
+"""The benchmarks cannot rot: every bench runs in its --tiny mode and prints its GOAL lines; the selection-overhead
+benchmark reads finished runs, reporting each scoring run's score/train ratio and skipping the rest."""
+import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 from sage_nb.config import Config
@@ -28,7 +29,8 @@ def test_overhead_from_runs(tmp_path, capsys):
     assert [r["run"] for r in out] == ["sage-s0", "sage-s1"]
     assert out[0]["ratio"] == pytest.approx(0.3) and out[1]["ratio"] == pytest.approx(0.4)
     assert out[0]["scored"] == [40, 25] and out[0]["at"] == [1, 11]
-    assert "mean 35.0%" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean 35.0%" in out and "GOAL selection_overhead 0.35 0.25 FAIL" in out
 
 
 def test_overhead_from_runs_needs_a_scoring_run(tmp_path):
@@ -52,3 +54,14 @@ def test_rollout_bench_counts_useful_tokens():
     assert bench_rollout.useful([[5, 6, 2, 7], [5, 6, 7], [2]], {2}, 64) == 3 + 3 + 1
     assert bench_rollout.useful([[5, 6, 7]], {2}, 2) == 2
     assert bench_rollout.strip([[5, 2, 7], [5, 6]], {2}) == [[5], [5, 6]]
+
+
+GOALS = ("sampling_vs_generate", "greedy_eval_vs_generate", "dpo_step_vs_trl", "snr_probe_vs_train_step", "selection_overhead")
+
+def test_run_all_tiny_runs_every_bench_and_repeats_every_goal():
+    p = subprocess.run([sys.executable, str(ROOT/"bench"/"run_all.py"), "--tiny"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=1800, env=dict(os.environ, PYTHONPATH=str(ROOT), TQDM_DISABLE="1"))
+    assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+    summary = p.stdout.split("\n=== goals\n")[-1]
+    for name in GOALS:
+        assert re.search(rf"^GOAL {name} [0-9.]+ [0-9.]+ (PASS|FAIL)$", summary, re.M), (name, summary)

@@ -69,7 +69,8 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
         for k in ("loss", "dpo_loss", "nll", "rewards/margins", "grad_norm", "lr"):
             assert abs(x[k] - y[k]) <= 1e-5, (x["step"], k, x[k], y[k])
     sa, sb = _rows(full/"snr.jsonl"), _rows(crashed/"snr.jsonl")
-    assert [r["step"] for r in sa] == [r["step"] for r in sb] == [3, 6]
+    assert [r["step"] for r in sa] == [r["step"] for r in sb] == [1, 3, 4, 6, 7]   # every 3 steps, and after each refresh
+    assert [r["reason"] for r in sb] == ["refresh", "every", "refresh", "every", "refresh"]   # 6 pairs, 2 a step: one every 3
     for x, y in zip(sa, sb):
         for k in ("raw_selected", "raw_uniform"): assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6)
     kinds = [e["kind"] for e in _rows(crashed/"events.jsonl")]
