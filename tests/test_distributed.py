@@ -108,3 +108,29 @@ def test_cli_run_under_accelerate_launch(tmp_path):
     assert sorted(d.name for d in tmp_path.iterdir()) == ["run", "tiny"]  # both processes used the same folder
     run = tmp_path/"run"
     assert (run/"report.html").exists() and [r["step"] for r in _rows(run/"metrics.jsonl")] == [1, 2]
+
+NOTEBOOK_LAUNCH = r'''
+import os, sys
+from accelerate import notebook_launcher, PartialState
+from sage_nb.config import Config
+from sage_nb.pipeline import run
+model, out = sys.argv[1], sys.argv[2]
+cfg = Config(model=model, n_train_problems=6, n_eval_problems=4, k=2, max_new_tokens=8, steps=2, batch_size=2,
+             refresh_every=1, snr_every=0, checkpoint_every=1, levels=(0, 1), out_dir=out)
+def train():
+    run(cfg, progress=False)
+    with open(f"{out}.ranks", "a") as f: f.write(f"{PartialState().process_index}/{PartialState().num_processes}\n")
+notebook_launcher(train, num_processes=2)
+'''
+
+def test_notebook_launcher_trains_with_two_processes_into_one_run_folder(tiny_dir, tmp_path):
+    "The notebook route (`accelerate.notebook_launcher`, forked processes on the CPU) gives one complete run folder."
+    out = tmp_path/"run"
+    env = dict(os.environ, SAGE_NB_CACHE=str(tmp_path/"cache"), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", NOTEBOOK_LAUNCH, str(tiny_dir), str(out)], env=env, capture_output=True,
+                       text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(Path(f"{out}.ranks").read_text().split()) == ["0/2", "1/2"]
+    assert [m["step"] for m in _rows(out/"metrics.jsonl")] == [1, 2]          # written once, by the main process
+    assert (out/"report.html").exists() and (out/"adapter"/"adapter_config.json").exists()
+    assert not (tmp_path/"run-2").exists()
