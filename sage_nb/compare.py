@@ -11,7 +11,7 @@ from .config import Config
 from .pipeline import run, _log
 
 # %% auto #0
-__all__ = ['curve_accuracy', 'steps_to_target', 'compare_table', 'markdown_table', 'pair_budget', 'budget_line', 'compare']
+__all__ = ['curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'compare_table', 'markdown_table', 'compare']
 
 # %% ../nbs/22_compare.ipynb #f57f490d
 def curve_accuracy(row) -> float:
@@ -44,6 +44,23 @@ def _arm_seed(name: str):
 def _final_eval(run):
     ev = run["eval"]
     return None if ev is None or not len(ev) else ev.sort_values("step").iloc[-1].to_dict()
+
+# %% ../nbs/22_compare.ipynb #c0b0d001
+def pair_budget(run) -> dict:
+    "Candidate pairs of a run (`runs.load_run`), their on-policy share, gold pairs per problem, and candidates per pair-update."
+    import pandas as pd
+    t, c = run.get("pair_table"), run["config"]
+    updates = c.steps * c.batch_size
+    if t is None or not len(t): return dict(candidates=0, problems=0, on_policy=float("nan"), max_gold=0, updates=updates, ratio=0.0)
+    gold = (t["source"] == "gold") if "source" in t else np.zeros(len(t), bool)
+    per_problem = pd.Series(np.asarray(gold, int)).groupby(t["problem_id"].to_numpy()).sum() if "problem_id" in t else pd.Series([0])
+    return dict(candidates=len(t), problems=int(t["problem_id"].nunique()) if "problem_id" in t else 0,
+                on_policy=1 - float(np.mean(gold)), max_gold=int(per_problem.max()), updates=updates, ratio=len(t) / updates)
+
+def budget_line(b: dict) -> str:
+    "One sentence: what the selectors had to choose from."
+    return (f"Candidates: {b['candidates']} pairs from {b['problems']} problems ({b['on_policy']:.0%} on-policy, at most "
+            f"{b['max_gold']} gold pair(s) a problem) for {b['updates']} pair-updates a run: {b['ratio']:.2f} candidates per update.")
 
 # %% ../nbs/22_compare.ipynb #f024bdee
 def _curve_final(run):
@@ -96,7 +113,9 @@ def compare_table(root, baseline: str = "uniform", target: float | None = None):
                    diff_high=v["ci_high"] if v else float("nan"), paired_seeds=v["n_seeds"] if v else 0,
                    mcnemar_p=v["mcnemar_p"] if v else [])
         rows.append(row)
-    return pd.DataFrame(rows), pd.DataFrame(per_run).drop(columns=["correct"])
+    table = pd.DataFrame(rows)
+    table.attrs["pair_budget"] = pair_budget(runs[0])      # every arm trains on the same cached pairs
+    return table, pd.DataFrame(per_run).drop(columns=["correct"])
 
 # %% ../nbs/22_compare.ipynb #f024bdf2
 def _fmt_steps(r):
@@ -127,23 +146,6 @@ def markdown_table(df) -> str:
                      f"{ms(r, 'snr_pool', '.2f')}{dpo(r, 'snr_dpo_pool')} |")
     return "\n".join(lines)
 
-# %% ../nbs/22_compare.ipynb #c0b0d001
-def pair_budget(run) -> dict:
-    "Candidate pairs of a run (`runs.load_run`), their on-policy share, gold pairs per problem, and candidates per pair-update."
-    import pandas as pd
-    t, c = run.get("pair_table"), run["config"]
-    updates = c.steps * c.batch_size
-    if t is None or not len(t): return dict(candidates=0, problems=0, on_policy=float("nan"), max_gold=0, updates=updates, ratio=0.0)
-    gold = (t["source"] == "gold") if "source" in t else np.zeros(len(t), bool)
-    per_problem = pd.Series(np.asarray(gold, int)).groupby(t["problem_id"].to_numpy()).sum() if "problem_id" in t else pd.Series([0])
-    return dict(candidates=len(t), problems=int(t["problem_id"].nunique()) if "problem_id" in t else 0,
-                on_policy=1 - float(np.mean(gold)), max_gold=int(per_problem.max()), updates=updates, ratio=len(t) / updates)
-
-def budget_line(b: dict) -> str:
-    "One sentence: what the selectors had to choose from."
-    return (f"Candidates: {b['candidates']} pairs from {b['problems']} problems ({b['on_policy']:.0%} on-policy, at most "
-            f"{b['max_gold']} gold pair(s) a problem) for {b['updates']} pair-updates a run: {b['ratio']:.2f} candidates per update.")
-
 # %% ../nbs/22_compare.ipynb #f024bdf5
 def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: str = "runs/compare",
             sft_control: bool = True, progress: bool = True, target: float | None = None):
@@ -159,9 +161,8 @@ def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: st
             c = cfg.replace(selector="uniform" if arm == "sft" else arm, seed=seed, out_dir=str(d), eval_every=eval_every,
                             loss_type="sft" if arm == "sft" else cfg.loss_type)
             run(c, resume=str(d) if (d/"config.json").exists() else None, progress=progress)
-    from sage_nb.runs import find_runs, load_run
     table, per_run = compare_table(root, target=target)
-    md = budget_line(pair_budget(load_run(find_runs(root)[0]))) + "\n\n" + markdown_table(table)
+    md = budget_line(table.attrs["pair_budget"]) + "\n\n" + markdown_table(table)
     (root/"comparison.md").write_text(md + "\n")
     per_run.to_csv(root/"runs.csv", index=False)
     write_report(root)

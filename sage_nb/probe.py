@@ -90,11 +90,15 @@ class _PairGradCapture:
         if id(mod.weight) in self.slot: self._view(mod.weight).add_(torch.einsum("kbto,kbti->boi", g, x))
         if mod.bias is not None and id(mod.bias) in self.slot: self._view(mod.bias).add_(g.sum((0, 2)))
 
-def per_pair_grads_batched(forward, ids, params, model, terms=(0,), rtol: float = 1e-3) -> list[torch.Tensor]:
-    "`per_pair_grads_loop`'s result from one forward and one backward per term; `NotBatchable` where it does not apply."
+def _capture(model, params, rows: int) -> _PairGradCapture:
+    "Hooks for `rows` gradient rows on the linear layers owning `params`; `NotBatchable` if some parameter is elsewhere."
     mods = lora_linears(model, params)
     if mods is None: raise NotBatchable("a trainable parameter is not the weight or bias of a linear layer")
-    cap = _PairGradCapture(mods, params, len(ids))
+    return _PairGradCapture(mods, params, rows)
+
+def per_pair_grads_batched(forward, ids, params, model, terms=(0,), rtol: float = 1e-3) -> list[torch.Tensor]:
+    "`per_pair_grads_loop`'s result from one forward and one backward per term; `NotBatchable` where it does not apply."
+    cap = _capture(model, params, len(ids))
     with cap:
         res = forward(ids)
         def rows(loss, last):
@@ -133,10 +137,8 @@ def per_sequence_forward(store, model, loss_fn=None):
 
 def per_pair_grads_by_sequence(seq_forward, ids, params, model, terms=(0,), rtol: float = 1e-3) -> list[torch.Tensor]:
     "`per_pair_grads_loop`'s result for `terms` from one forward and one backward (`NotBatchable` where it does not apply)."
-    mods = lora_linears(model, params)
-    if mods is None: raise NotBatchable("a trainable parameter is not the weight or bias of a linear layer")
     B = len(ids)
-    cap = _PairGradCapture(mods, params, 2*B)
+    cap = _capture(model, params, 2*B)
     with cap:
         (lc, lr), res = seq_forward(ids)
         def coefs(loss, last):
