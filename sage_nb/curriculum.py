@@ -106,8 +106,12 @@ class Curriculum:
     def pool_by_stratum(self) -> dict:
         return {str(k): int(n) for k, n in enumerate(np.bincount(self.strata[self.in_pool], minlength=self.n_strata))}
 
-    def _take(self, cand: np.ndarray, n: int) -> np.ndarray:
-        return cand[self.rng.permutation(len(cand))[:n]] if n > 0 and len(cand) else cand[:0]
+    def _take(self, cand: np.ndarray, n: int, prefer=None) -> np.ndarray:
+        "`n` rows of `cand` at random; rows where `prefer` is true first (each group in random order)."
+        if n <= 0 or not len(cand): return cand[:0]
+        cand = cand[self.rng.permutation(len(cand))]
+        if prefer is not None: cand = cand[np.argsort(~np.asarray(prefer, bool)[cand], kind="stable")]
+        return cand[:n]
 
     def rebalance(self) -> np.ndarray:
         "Return surplus pairs of over-represented strata to the unused set when under-represented ones can use the room."
@@ -124,8 +128,8 @@ class Curriculum:
         ev = np.concatenate(out); self.in_pool[ev] = False; self.streak[ev] = 0
         return ev
 
-    def refill(self) -> np.ndarray:
-        "Fresh draws (by mixture weights) that bring the pool back to P; returns the new rows (unscored)."
+    def refill(self, prefer=None) -> np.ndarray:
+        "Fresh draws (by mixture weights) that bring the pool back to P, rows in `prefer` first; returns the new rows."
         need = self.P - int(self.in_pool.sum())
         if need <= 0: return np.zeros(0, np.int64)
         avail = self.available(); drawn = []
@@ -134,10 +138,10 @@ class Curriculum:
             have = np.bincount(self.strata[self.in_pool], minlength=self.n_strata)
             want = largest_remainder(need, np.maximum(target - have, 0)) if (target > have).any() else np.zeros(self.n_strata, np.int64)
             for k in range(self.n_strata):
-                d = self._take(np.flatnonzero(avail & (self.strata == k)), int(want[k]))
+                d = self._take(np.flatnonzero(avail & (self.strata == k)), int(want[k]), prefer)
                 drawn.append(d); avail[d] = False
         left = need - sum(len(d) for d in drawn)
-        drawn.append(self._take(np.flatnonzero(avail), left))
+        drawn.append(self._take(np.flatnonzero(avail), left, prefer))
         new = np.sort(np.concatenate(drawn)); self.in_pool[new] = True; self.streak[new] = 0
         return new
 
@@ -145,9 +149,15 @@ class Curriculum:
         "Rows `idx` leave the pool for the unused set (trained pairs: they come back through a later draw)."
         idx = np.asarray(idx, np.int64); self.in_pool[idx] = False; self.streak[idx] = 0
 
-    def update_competence(self, u, mask, on_policy=None) -> dict:
-        "Competence (value, n, low_n) of each unlocked stratum over pool rows in `mask`; appended to the histories."
-        comp = competence(u, self.strata, np.asarray(mask, bool) & self.in_pool, self.unlocked, self.cfg.eps0, on_policy)
+    def competence_slice(self, exclude, on_policy=None, n: int = MIN_COMPETENCE_N) -> np.ndarray:
+        "`n` random rows of the newest unlocked stratum not in `exclude` (trained since the last refresh); on-policy ones if there are `n`."
+        cand = (self.strata == self.unlocked[-1]) & ~np.asarray(exclude, bool)
+        if on_policy is not None and (cand & np.asarray(on_policy, bool)).sum() >= n: cand &= np.asarray(on_policy, bool)
+        return np.sort(self._take(np.flatnonzero(cand), n))
+
+    def update_competence(self, u, mask, on_policy=None, strata=None) -> dict:
+        "Competence (value, n, low_n) of `strata` (default: every unlocked one) over rows in `mask`; appended to the histories."
+        comp = competence(u, self.strata, mask, self.unlocked if strata is None else strata, self.cfg.eps0, on_policy)
         for k, (v, n, low) in comp.items():
             if v is not None: self.history[k].append(v); self.low_n[k].append(bool(low))
         return comp

@@ -325,13 +325,20 @@ class PoolSelector(Selector):
         if len(retired):
             self.retired_total += len(retired)
             self._event(step, "retire", pair_ids=[self.ids[i] for i in retired], n=int(len(retired)))
-        unl = cur.maybe_unlock(min_pool=self.B)                                        # 4.
-        if unl: self._event(step, "unlock", stratum=int(unl[0]))
-        cur.rebalance(); new = cur.refill()                                            # 5.
-        scored += self._score(new[tr.stale(new, since) | tr.trained[new]], step)   # a redrawn pair may keep its entry
+        sl = np.zeros(len(self.ids), bool)
+        if self.curriculum:                                                            # 4. competence now, then unlock
+            idx = cur.competence_slice(self.trained, self.on_policy); sl[idx] = True
+            scored += self._score(idx[tr.newest_step(idx) != step], step)
+            comp = cur.update_competence(tr.newest_u(), sl, self.on_policy, strata=cur.unlocked[-1:])
+            unl = cur.maybe_unlock(min_pool=self.B)
+            if unl: self._event(step, "unlock", stratum=int(unl[0]), reason=unl[1])
+        cur.rebalance(); new = cur.refill(prefer=sl)                                   # 5.
+        redo = tr.stale(new, since) | tr.trained[new]                                  # a redrawn pair may keep its entry
+        scored += self._score(new[redo & (tr.newest_step(new) != step)], step)
         cur.streak[new] = self._trivial(new); cur.leave(new[tr.trained[new]])         # (no margin after its update)
-        fresh = np.zeros(len(self.ids), bool); fresh[new] = True                       # 6. on the fresh draws
-        comp = cur.update_competence(tr.newest_u(), fresh & ~self.trained, self.on_policy)
+        if not self.curriculum:                                                        # 6. dashboard only
+            fresh = np.zeros(len(self.ids), bool); fresh[new] = True
+            comp = cur.update_competence(tr.newest_u(), fresh & ~self.trained, self.on_policy)
         pool = cur.pool[self.rng.permutation(int(cur.in_pool.sum()))]                 # 7. random order: ties at random
         v = self.view(pool)
         code0, pr = self.filter(v), torch.nan_to_num(scoring.as_scores(self.priority(v)), nan=-math.inf)

@@ -77,7 +77,7 @@ def synthetic_run(path, steps: int = 30, seed: int = 0, selector: str = "sage", 
     checkpoint = lambda s: log.append("events", [dict(step=s, kind="checkpoint", path=str(path/"checkpoints"/f"step-{s}"))])
     for step in range(1, steps + 1):
         ids = sel.next_batch(step)
-        if cfg.snr_every and step % cfg.snr_every == 0: log.append("snr", [_sim_snr(policy, sel, ids, step)])
+        if cfg.snr_every and (step - 1) % cfg.snr_every == 0: log.append("snr", [_sim_snr(policy, sel, ids, step)])
         if step in nan_steps:
             m = dict.fromkeys(["loss", "dpo_loss", "nll", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"])
         else:

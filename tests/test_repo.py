@@ -43,10 +43,12 @@ def test_fair_experiment_preset_meets_what_a_fair_comparison_needs():
     c = Config.from_json(ROOT/"experiments"/"fair.json").validate()
     assert c.n_eval_problems >= 500 and 0 < c.eval_every <= 5 and 0 < c.eval_subset < c.n_eval_problems
     assert c.max_gold_pairs_per_problem <= 1 and c.snr_every and c.snr_every <= 5
+    # the curriculum can reach its last stratum within the budget: a refresh at step 1 and one per later unlock
+    assert c.steps // c.refresh_every >= c.n_strata + 1 and len(c.levels) == c.n_strata
     ev = make_problems(c.n_eval_problems, levels=c.eval_levels or c.levels, split="eval", seed=c.data_seed)
     tr = make_problems(c.n_train_problems, levels=c.levels, seed=c.data_seed)
     assert len({p["question"] for p in ev}) == c.n_eval_problems and len({p["question"] for p in tr}) == c.n_train_problems
     assert not {p["question"] for p in ev} & {p["question"] for p in tr}
     script = (ROOT/"experiments"/"fair.sh").read_text()
-    assert "experiments/fair.json" in script and "--label-noise 0.2" in script
+    assert "experiments/fair.json" in script and "--label-noise 0.2" in script and "NOISY_SEEDS:-3" in script
     for arm in ("sage", "uniform", "sage_random_order", "sage_no_filter", "sage_no_curriculum", "margin_greedy"): assert arm in script

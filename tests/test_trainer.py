@@ -20,7 +20,7 @@ for i in range(6):
     a, b = i + 2, 2*i + 3
     rows.append(make_pair(chat_prompt(tok, f"What is {a}+{b}?"), f"{a}+{b}={a+b}. #### {a+b}",
                           f"{a}+{b}={a+b+1}. #### {a+b+1}", problem_id=f"p{i}", difficulty=i % 3, pass_rate=0.5))
-cfg = Config(steps=8, batch_size=2, lr=1e-2, warmup_steps=2, scheduler="cosine", checkpoint_every=2, snr_every=3,
+cfg = Config(steps=8, batch_size=2, lr=1e-2, warmup_steps=2, scheduler="cosine", checkpoint_every=2, snr_every=2,
              score_batch_size=4, max_length=96, max_prompt_length=64, selector="uniform", seed=3)
 
 from sage_nb.selectors import make_selector
@@ -69,8 +69,8 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path):
         for k in ("loss", "dpo_loss", "nll", "rewards/margins", "grad_norm", "lr"):
             assert abs(x[k] - y[k]) <= 1e-5, (x["step"], k, x[k], y[k])
     sa, sb = _rows(full/"snr.jsonl"), _rows(crashed/"snr.jsonl")
-    assert [r["step"] for r in sa] == [r["step"] for r in sb] == [1, 3, 4, 6, 7]   # every 3 steps, and after each refresh
-    assert [r["reason"] for r in sb] == ["refresh", "every", "refresh", "every", "refresh"]   # 6 pairs, 2 a step: one every 3
+    assert [r["step"] for r in sa] == [r["step"] for r in sb] == [1, 3, 4, 5, 7]   # every 2 steps from step 1, and after each refresh
+    assert [r["reason"] for r in sb] == ["refresh", "every", "refresh", "every", "refresh"]   # 6 pairs, 2 a step: a refresh every 3
     for x, y in zip(sa, sb):
         for k in ("raw_selected", "raw_uniform"): assert x[k] == pytest.approx(y[k], rel=1e-4, abs=1e-6)
     kinds = [e["kind"] for e in _rows(crashed/"events.jsonl")]
