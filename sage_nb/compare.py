@@ -11,7 +11,8 @@ from .config import Config
 from .pipeline import run, _log
 
 # %% auto #0
-__all__ = ['curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'compare_table', 'markdown_table', 'compare']
+__all__ = ['curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'compare_table', 'markdown_table', 'budget_by_run',
+           'budget_table', 'budget_markdown', 'compare']
 
 # %% ../nbs/22_compare.ipynb #f57f490d
 def curve_accuracy(row) -> float:
@@ -146,6 +147,69 @@ def markdown_table(df) -> str:
                      f"{ms(r, 'snr_pool', '.2f')}{dpo(r, 'snr_dpo_pool')} |")
     return "\n".join(lines)
 
+# %% ../nbs/22_compare.ipynb #b0d9e002
+def budget_by_run(run) -> dict:
+    "Where a run's pair-updates went (`runs.load_run`): share by stratum, on-policy and flipped shares, unlock steps, accuracy by level."
+    import pandas as pd
+    p, t = run["pairs"], run.get("pair_table")
+    tr = p[p["origin"] == "train"] if len(p) and "origin" in p else p.iloc[:0]
+    K = int(p["stratum"].max()) + 1 if len(p) and "stratum" in p and p["stratum"].notna().any() else 1
+    out = {f"stratum_{k}": float((tr["stratum"] == k).mean()) if len(tr) else float("nan") for k in range(K)}
+    out.update(updates=len(tr), distinct=int(tr["pair_id"].nunique()) if len(tr) else 0)
+    col = lambda c: t.set_index("pair_id")[c] if t is not None and c in t else None
+    src, flipped = col("source"), col("flipped")
+    out["on_policy"] = float((tr["pair_id"].map(src) != "gold").mean()) if src is not None and len(tr) else float("nan")
+    out["flipped_updates"] = float(tr["pair_id"].map(flipped).fillna(False).astype(bool).mean()) if flipped is not None and len(tr) else float("nan")
+    cl = p[p["class"].notna()] if len(p) and "class" in p else p.iloc[:0]
+    unstable = cl.groupby("pair_id")["class"].agg(lambda c: bool((c == "unstable").any())) if len(cl) else None
+    if flipped is not None and unstable is not None:
+        f = flipped.reindex(unstable.index).fillna(False).astype(bool)
+        out["unstable_flipped"] = float(unstable[f].mean()) if f.any() else float("nan")
+        out["unstable_clean"] = float(unstable[~f].mean()) if (~f).any() else float("nan")
+    else: out["unstable_flipped"] = out["unstable_clean"] = float("nan")
+    for e in run["events"]:
+        if e.get("kind") == "unlock": out.setdefault(f"unlock_{e['stratum']}", float(e["step"]))
+    fin = _final_eval(run)
+    bl = (fin or {}).get("by_level")
+    for lv, a in (bl.items() if isinstance(bl, dict) else ()): out[f"level_{lv}"] = float(a)
+    return out
+
+def budget_table(root):
+    "`budget_by_run` of every run folder under `root`, averaged per arm over seeds (unlock steps: mean over runs that unlocked)."
+    import pandas as pd
+    from sage_nb.runs import find_runs, load_run
+    rows = []
+    for d in find_runs(root):
+        r = load_run(d); arm, seed = _arm_seed(r["name"]); rows.append(dict(arm=arm, seed=seed, **budget_by_run(r)))
+    if not rows: raise FileNotFoundError(f"No run folders under {root}")
+    df = pd.DataFrame(rows)
+    st = [c for c in df if c.startswith("stratum_")]
+    df.loc[df["updates"] > 0, st] = df.loc[df["updates"] > 0, st].fillna(0.0)    # a stratum a run never saw got none
+    g = df.drop(columns=["seed"]).groupby("arm", sort=False)
+    out = g.mean(numeric_only=True); out.insert(0, "seeds", g.size())
+    for c in [c for c in df if c.startswith("unlock_")]: out[c + "_runs"] = g[c].count()
+    return out.reset_index()
+
+def budget_markdown(df) -> str:
+    "`budget_table` as markdown: one row per arm."
+    import math
+    f = lambda v, fmt: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+    strata = sorted(c for c in df if c.startswith("stratum_")); levels = sorted(c for c in df if c.startswith("level_"))
+    unl = sorted(c for c in df if c.startswith("unlock_") and not c.endswith("_runs"))
+    noisy = df["flipped_updates"].notna().any() and (df["flipped_updates"] > 0).any()
+    head = (["arm", "seeds", "pair-updates by stratum (" + " / ".join(s.split("_")[1] for s in strata) + ")",
+             "on-policy share of updates", "distinct pairs trained"] + [f"stratum {c.split('_')[1]} unlocked at step (runs)" for c in unl]
+            + ["final accuracy by held-out level (" + " / ".join(l.split("_")[1] for l in levels) + ")"]
+            + (["flipped share of updates", "ever classed unstable: flipped / clean pairs"] if noisy else []))
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in df.iterrows():
+        cells = [r["arm"], str(int(r["seeds"])), " / ".join(f(r[s], ".0%") for s in strata), f(r["on_policy"], ".0%"), f(r["distinct"], ".0f")]
+        cells += [f"{f(r[c], '.1f')} ({int(r[c + '_runs'])}/{int(r['seeds'])})" for c in unl]
+        cells += [" / ".join(f(r[l], ".3f") for l in levels)]
+        if noisy: cells += [f(r["flipped_updates"], ".0%"), f"{f(r['unstable_flipped'], '.0%')} / {f(r['unstable_clean'], '.0%')}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
 # %% ../nbs/22_compare.ipynb #f024bdf5
 def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: str = "runs/compare",
             sft_control: bool = True, progress: bool = True, target: float | None = None):
@@ -162,7 +226,8 @@ def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: st
                             loss_type="sft" if arm == "sft" else cfg.loss_type)
             run(c, resume=str(d) if (d/"config.json").exists() else None, progress=progress)
     table, per_run = compare_table(root, target=target)
-    md = budget_line(table.attrs["pair_budget"]) + "\n\n" + markdown_table(table)
+    md = (budget_line(table.attrs["pair_budget"]) + "\n\n" + markdown_table(table)
+          + "\n\nWhere the pair-updates went (mean over seeds):\n\n" + budget_markdown(budget_table(root)))
     (root/"comparison.md").write_text(md + "\n")
     per_run.to_csv(root/"runs.csv", index=False)
     write_report(root)

@@ -140,6 +140,11 @@ def snr_figure(snr_df: pd.DataFrame, raw: bool = False, title: str = "Gradient S
                              mode="lines+markers", line=dict(color=CLASS_COLORS["selected"])))
     fig.add_trace(go.Scatter(x=df["step"].tolist(), y=df["snr_uniform"].tolist(), name="uniform counterfactual",
                              mode="lines+markers", line=dict(color="#555", dash="dash")))
+    for col, name, color in (("snr_selected_dpo", "selected batch, DPO term", CLASS_COLORS["selected"]),
+                             ("snr_uniform_dpo", "uniform, DPO term", "#555")):
+        y = df[col].tolist() if col in df else [float("nan")] * len(df)
+        fig.add_trace(go.Scatter(x=df["step"].tolist(), y=y, name=name, mode="lines+markers",
+                                 line=dict(color=color, width=1, dash="dot" if "uniform" in col else None), marker=dict(size=4)))
     if raw:
         for col, name, color in (("raw_selected", "raw selected", CLASS_COLORS["selected"]), ("raw_uniform", "raw uniform", "#555")):
             fig.add_trace(go.Scatter(x=df["step"].tolist(), y=df[col].tolist(), name=name, mode="lines",
@@ -147,7 +152,10 @@ def snr_figure(snr_df: pd.DataFrame, raw: bool = False, title: str = "Gradient S
     sub = ""
     if len(df):
         ms, mu = df["snr_selected"].astype(float).mean(), df["snr_uniform"].astype(float).mean()
-        sub = f"<br><sup>mean selected {ms:.3g} vs uniform {mu:.3g} over {len(df)} probes</sup>"
+        sub = f"<br><sup>mean selected {ms:.3g} vs uniform {mu:.3g} over {len(df)} probes"
+        if "snr_selected_dpo" in df and df["snr_selected_dpo"].notna().any():
+            sub += f"; DPO term {df['snr_selected_dpo'].astype(float).mean():.3g} vs {df['snr_uniform_dpo'].astype(float).mean():.3g}"
+        sub += "</sup>"
     fig.update_layout(title=title + sub, xaxis_title="step", yaxis_title="SNR (noise floor removed, ≥ 0)",
                       height=380, margin=dict(t=70, l=60, r=20, b=50), uirevision="snr")
     return fig
