@@ -9,7 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SEEDS=${SEEDS:-4}; EXTRA_SEEDS=${EXTRA_SEEDS:-2}; NOISY_SEEDS=${NOISY_SEEDS:-3}; ROOT=${ROOT:-runs/fair}
-CMP=(.venv/bin/sage-nb compare --config experiments/fair.json)
+# The steps-to-target goal is fixed before the runs: uniform DPO's final accuracy on the learning-curve problems in
+# the one-seed pilot of this preset (0.66), so no arm's own runs move the finish line.
+TARGET=${TARGET:-0.66}
+CMP=(.venv/bin/sage-nb compare --config experiments/fair.json --target "$TARGET")
 PART=${PART:-all}
 if [ "$PART" != noisy ]; then
 # main arms: SAGE, uniform DPO, curriculum pools in random order (isolates the fine-level score), the SFT-only control

@@ -11,8 +11,8 @@ from .reference import with_reference
 from . import checkpoint as ckpt
 
 # %% auto #0
-__all__ = ['PAIR_KEYS', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'held_out_eval', 'run',
-           'eval_adapter']
+__all__ = ['PAIR_KEYS', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'is_base_model', 'held_out_eval',
+           'run', 'eval_adapter']
 
 # %% ../nbs/21_pipeline.ipynb #01616a98
 PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperature", "max_new_tokens",
@@ -73,17 +73,37 @@ def pair_table(pairs):
     return df[[c for c in ("pair_id", "problem_id", "question", "difficulty", "pass_rate", "source", "flipped") if c in df.columns]]
 
 # %% ../nbs/21_pipeline.ipynb #e7a1c001
-def held_out_eval(cfg: Config, tokenizer, problems: list[dict], use_subset, progress: bool = True):
+def is_base_model(model) -> bool:
+    "True for a PEFT model whose every LoRA B matrix is zero (a fresh adapter): it computes exactly its base model."
+    bs = [p for n, p in model.named_parameters() if "lora_B" in n]
+    return bool(bs) and not any(bool(p.detach().any()) for p in bs)
+
+def _base_eval_path(cfg: Config, model, problems: list[dict]) -> Path:
+    from sage_nb.models import cache_dir
+    p = next(model.parameters())
+    key = content_hash(json.dumps(dict(model=cfg.model, quantize=cfg.quantize, device=p.device.type, dtype=str(p.dtype),
+                                       max_new_tokens=cfg.max_new_tokens, problems=[(q["question"], str(q["answer"])) for q in problems])))
+    return cache_dir()/"evals"/f"base-{key}.json"
+
+def held_out_eval(cfg: Config, tokenizer, problems: list[dict], use_subset, progress: bool = True, cache: bool = True):
     "A trainer's `eval_fn`: the subset while `use_subset()` is true, else every problem; rows carry `curve_accuracy`."
     from sage_nb.evaluate import evaluate, balanced_subset
     sub = balanced_subset(problems, cfg.eval_subset)
-    def ev(model, ps): return evaluate(model, tokenizer, ps, max_new_tokens=cfg.max_new_tokens, progress=progress)
+    def ev(model, ps):
+        path = _base_eval_path(cfg, model, ps) if cache and is_base_model(model) else None
+        if path is not None and path.exists(): eval_fn.cache_hits += 1; return json.loads(path.read_text())
+        r = evaluate(model, tokenizer, ps, max_new_tokens=cfg.max_new_tokens, progress=progress)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True); tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(r)); os.replace(tmp, path)
+        return r
     def eval_fn(model):
         if len(sub) < len(problems) and use_subset():
             r = ev(model, [problems[i] for i in sub])
             return dict(r, curve_accuracy=r["accuracy"], curve_n=r["n"], subset=True)
         r = ev(model, problems); c = [r["correct"][i] for i in sub]
         return dict(r, curve_accuracy=sum(c) / len(c), curve_n=len(c))
+    eval_fn.cache_hits = 0
     return eval_fn
 
 # %% ../nbs/21_pipeline.ipynb #f8d92b32

@@ -50,5 +50,5 @@ def test_fair_experiment_preset_meets_what_a_fair_comparison_needs():
     assert len({p["question"] for p in ev}) == c.n_eval_problems and len({p["question"] for p in tr}) == c.n_train_problems
     assert not {p["question"] for p in ev} & {p["question"] for p in tr}
     script = (ROOT/"experiments"/"fair.sh").read_text()
-    assert "experiments/fair.json" in script and "--label-noise 0.2" in script and "NOISY_SEEDS:-3" in script
+    assert "experiments/fair.json" in script and "--label-noise 0.2" in script and "NOISY_SEEDS:-3" in script and "--target" in script
     for arm in ("sage", "uniform", "sage_random_order", "sage_no_filter", "sage_no_curriculum", "margin_greedy"): assert arm in script
