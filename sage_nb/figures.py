@@ -142,8 +142,8 @@ def snr_figure(snr_df: pd.DataFrame, raw: bool = False, title: str = "Gradient S
                              mode="lines+markers", line=dict(color="#555", dash="dash")))
     for col, name, color in (("snr_selected_dpo", "selected batch, DPO term", CLASS_COLORS["selected"]),
                              ("snr_uniform_dpo", "uniform, DPO term", "#555")):
-        y = df[col].tolist() if col in df else [float("nan")] * len(df)
-        fig.add_trace(go.Scatter(x=df["step"].tolist(), y=y, name=name, mode="lines+markers",
+        has = col in df and df[col].notna().any()            # older logs have no DPO-term column: an empty trace
+        fig.add_trace(go.Scatter(x=df["step"].tolist() if has else [], y=df[col].tolist() if has else [], name=name, mode="lines+markers",
                                  line=dict(color=color, width=1, dash="dot" if "uniform" in col else None), marker=dict(size=4)))
     if raw:
         for col, name, color in (("raw_selected", "raw selected", CLASS_COLORS["selected"]), ("raw_uniform", "raw uniform", "#555")):
