@@ -91,7 +91,8 @@ def test_pool_dynamics_markers(run_dir):
 def test_snr_trace_lengths(run_dir):
     r = load_run(run_dir)
     f = snr_figure(r["snr"], raw=True)
-    assert [len(t.x) for t in f.data] == [len(r["snr"])] * 6      # total and DPO-term SNR, selected and uniform, and the raw pair
+    n = len(r["snr"]); d = n if "snr_selected_dpo" in r["snr"] and r["snr"]["snr_selected_dpo"].notna().any() else 0
+    assert [len(t.x) for t in f.data] == [n, n, d, d, n, n]      # total and DPO-term SNR (if logged), selected and uniform, raw
 
 def test_dashboard_replay_equals_static_figures(run_dir):
     r = load_run(run_dir)
