@@ -95,6 +95,9 @@ def compare_table(root, baseline: str = "uniform", target: float | None = None):
     from sage_nb.runs import find_runs, load_run
     runs = [load_run(d) for d in find_runs(root)]
     if not runs: raise FileNotFoundError(f"No run folders under {root}")
+    unfinished = [r["name"] for r in runs if r["summary"] is None]     # running or stopped: no final evaluation yet
+    runs = [r for r in runs if r["summary"] is not None]
+    if not runs: raise FileNotFoundError(f"No finished run under {root} (unfinished: {', '.join(unfinished)})")
     by = {_arm_seed(r["name"]): r for r in runs}
     if target is None:
         base_final = [f for (a, _), r in by.items() if a == baseline and not math.isnan(f := _curve_final(r))]
@@ -116,6 +119,7 @@ def compare_table(root, baseline: str = "uniform", target: float | None = None):
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["pair_budget"] = pair_budget(runs[0])      # every arm trains on the same cached pairs
+    table.attrs["unfinished"] = unfinished
     return table, pd.DataFrame(per_run).drop(columns=["correct"])
 
 # %% ../nbs/22_compare.ipynb #f024bdf2
@@ -180,8 +184,9 @@ def budget_table(root):
     from sage_nb.runs import find_runs, load_run
     rows = []
     for d in find_runs(root):
-        r = load_run(d); arm, seed = _arm_seed(r["name"]); rows.append(dict(arm=arm, seed=seed, **budget_by_run(r)))
-    if not rows: raise FileNotFoundError(f"No run folders under {root}")
+        r = load_run(d); arm, seed = _arm_seed(r["name"])
+        if r["summary"] is not None: rows.append(dict(arm=arm, seed=seed, **budget_by_run(r)))   # finished runs, as in the table
+    if not rows: raise FileNotFoundError(f"No finished run folders under {root}")
     df = pd.DataFrame(rows)
     st = [c for c in df if c.startswith("stratum_")]
     df.loc[df["updates"] > 0, st] = df.loc[df["updates"] > 0, st].fillna(0.0)    # a stratum a run never saw got none
@@ -226,7 +231,9 @@ def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: st
                             loss_type="sft" if arm == "sft" else cfg.loss_type)
             run(c, resume=str(d) if (d/"config.json").exists() else None, progress=progress)
     table, per_run = compare_table(root, target=target)
+    left = table.attrs["unfinished"]
     md = (budget_line(table.attrs["pair_budget"]) + "\n\n" + markdown_table(table)
+          + (f"\n\nNot in the table (unfinished): {', '.join(left)}." if left else "")
           + "\n\nWhere the pair-updates went (mean over seeds):\n\n" + budget_markdown(budget_table(root)))
     (root/"comparison.md").write_text(md + "\n")
     per_run.to_csv(root/"runs.csv", index=False)
