@@ -11,8 +11,8 @@ from .config import Config
 from .pipeline import run, _log
 
 # %% auto #0
-__all__ = ['curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'compare_table', 'markdown_table', 'budget_by_run',
-           'budget_table', 'budget_markdown', 'compare']
+__all__ = ['curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'finished_runs', 'compare_table', 'markdown_table',
+           'budget_by_run', 'budget_table', 'budget_markdown', 'compare']
 
 # %% ../nbs/22_compare.ipynb #f57f490d
 def curve_accuracy(row) -> float:
@@ -89,15 +89,20 @@ def _versus(ps, base):
              if p["seed"] in base and p["correct"] and len(p["correct"]) == len(base[p["seed"]]["correct"])]
     return paired_difference([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
 
-def compare_table(root, baseline: str = "uniform", target: float | None = None):
-    "(per-arm table over seeds, per-run rows) from the run folders under `root`; `target` defaults to the baseline's mean final curve accuracy."
-    import pandas as pd
+def finished_runs(root) -> tuple[list, list]:
+    "(loaded finished runs, names of unfinished ones) under `root`: a running or stopped arm has no final evaluation yet."
     from sage_nb.runs import find_runs, load_run
     runs = [load_run(d) for d in find_runs(root)]
     if not runs: raise FileNotFoundError(f"No run folders under {root}")
-    unfinished = [r["name"] for r in runs if r["summary"] is None]     # running or stopped: no final evaluation yet
+    unfinished = [r["name"] for r in runs if r["summary"] is None]
     runs = [r for r in runs if r["summary"] is not None]
     if not runs: raise FileNotFoundError(f"No finished run under {root} (unfinished: {', '.join(unfinished)})")
+    return runs, unfinished
+
+def compare_table(root, baseline: str = "uniform", target: float | None = None, runs=None):
+    "(per-arm table over seeds, per-run rows) from the finished runs under `root` (or `finished_runs(root)` already loaded)."
+    import pandas as pd
+    runs, unfinished = runs or finished_runs(root)
     by = {_arm_seed(r["name"]): r for r in runs}
     if target is None:
         base_final = [f for (a, _), r in by.items() if a == baseline and not math.isnan(f := _curve_final(r))]
@@ -178,16 +183,10 @@ def budget_by_run(run) -> dict:
     for lv, a in (bl.items() if isinstance(bl, dict) else ()): out[f"level_{lv}"] = float(a)
     return out
 
-def budget_table(root):
-    "`budget_by_run` of every run folder under `root`, averaged per arm over seeds (unlock steps: mean over runs that unlocked)."
+def budget_table(root, runs=None):
+    "`budget_by_run` of every finished run under `root` (or `finished_runs(root)`), averaged per arm over seeds (unlock steps: mean over runs that unlocked)."
     import pandas as pd
-    from sage_nb.runs import find_runs, load_run
-    rows = []
-    for d in find_runs(root):
-        r = load_run(d); arm, seed = _arm_seed(r["name"])
-        if r["summary"] is not None: rows.append(dict(arm=arm, seed=seed, **budget_by_run(r)))   # finished runs, as in the table
-    if not rows: raise FileNotFoundError(f"No finished run folders under {root}")
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([dict(zip(("arm", "seed"), _arm_seed(r["name"])), **budget_by_run(r)) for r in (runs or finished_runs(root))[0]])
     st = [c for c in df if c.startswith("stratum_")]
     df.loc[df["updates"] > 0, st] = df.loc[df["updates"] > 0, st].fillna(0.0)    # a stratum a run never saw got none
     g = df.drop(columns=["seed"]).groupby("arm", sort=False)
@@ -230,11 +229,12 @@ def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: st
             c = cfg.replace(selector="uniform" if arm == "sft" else arm, seed=seed, out_dir=str(d), eval_every=eval_every,
                             loss_type="sft" if arm == "sft" else cfg.loss_type)
             run(c, resume=str(d) if (d/"config.json").exists() else None, progress=progress)
-    table, per_run = compare_table(root, target=target)
+    loaded = finished_runs(root)                          # every run folder read once, for both tables
+    table, per_run = compare_table(root, target=target, runs=loaded)
     left = table.attrs["unfinished"]
     md = (budget_line(table.attrs["pair_budget"]) + "\n\n" + markdown_table(table)
           + (f"\n\nNot in the table (unfinished): {', '.join(left)}." if left else "")
-          + "\n\nWhere the pair-updates went (mean over seeds):\n\n" + budget_markdown(budget_table(root)))
+          + "\n\nWhere the pair-updates went (mean over seeds):\n\n" + budget_markdown(budget_table(root, runs=loaded)))
     (root/"comparison.md").write_text(md + "\n")
     per_run.to_csv(root/"runs.csv", index=False)
     write_report(root)

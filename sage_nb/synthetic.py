@@ -10,10 +10,62 @@ import numpy as np, pandas as pd, torch
 from .config import Config
 from . import scoring
 from .runlog import LOGS, RunLog
-from .selectors import SimulatedPolicy, make_selector, synthetic_table
+from .selectors import make_selector
 
 # %% auto #0
-__all__ = ['GRAD_NOISE', 'synthetic_pairs', 'synthetic_run']
+__all__ = ['GRAD_NOISE', 'synthetic_table', 'SimulatedPolicy', 'simulate', 'synthetic_pairs', 'synthetic_run']
+
+# %% ../nbs/20_synthetic.ipynb #8bda2f13
+def synthetic_table(n: int = 300, n_levels: int = 3, seed: int = 0, levels: bool = True) -> pd.DataFrame:
+    "A pair table in the trainer's format: `n` pairs of n/2 problems over `n_levels` difficulty levels."
+    r = np.random.default_rng(seed)
+    prob = np.arange(n) // 2
+    lvl = (prob * n_levels) // max(prob.max() + 1, 1)
+    pr = np.clip(1 - (lvl + r.random(n)) / n_levels, 0, 1)
+    pr = pd.Series(pr).groupby(prob).transform("first").to_numpy()
+    return pd.DataFrame({"pair_id": [f"pair{i:05d}" for i in range(n)], "problem_id": [f"prob{p:05d}" for p in prob],
+                         "difficulty": lvl if levels else -1, "pass_rate": pr})
+
+class SimulatedPolicy:
+    "A stand-in for the policy: latent margins that rise when trained; `score` is a `score_fn`."
+    def __init__(self, table: pd.DataFrame, seed: int = 0, lr: float = 0.6, transfer: float = 0.002,
+                 noise: float = 0.03, flaky: float = 0.1, beta: float = Config.beta):
+        r = self.rng = np.random.default_rng(seed)
+        n = len(table); self.index = {p: i for i, p in enumerate(table.pair_id)}
+        self.level = lv = np.maximum(table.difficulty.to_numpy() if "difficulty" in table else np.zeros(n), 0)
+        self.m = r.normal(0.3 - 0.8 * lv, 1.0); self.G = r.gamma(2.0, 50.0, n)
+        self.noise = np.where(r.random(n) < flaky, 0.8, noise)
+        self.lr, self.transfer, self.beta = lr, transfer, beta
+        self.n_scored, self.n_calls = 0, 0
+
+    def _stats(self, idx):
+        u = self.m[idx] + self.rng.normal(0, self.noise[idx])
+        ut = torch.from_numpy(u)
+        return dict(u=u, s=scoring.signal(ut).numpy(), c=scoring.curvature(ut).numpy(),
+                    energy=scoring.energy_scaled(self.G[idx], self.beta).numpy(), z=u * 2.0 + self.rng.normal(0, 0.1, len(idx)))
+
+    def score(self, pair_ids) -> dict:
+        idx = np.array([self.index[p] for p in pair_ids], np.int64)
+        self.n_calls += 1; self.n_scored += len(idx)
+        return self._stats(idx)
+
+    def train(self, pair_ids) -> dict:
+        idx = np.array([self.index[p] for p in pair_ids], np.int64)
+        st = self._stats(idx)
+        self.m[idx] += self.lr * st["s"]
+        for k in np.unique(self.level[idx]): self.m[self.level == k] += self.transfer * (self.level[idx] == k).sum()
+        return st
+
+def simulate(selector, table: pd.DataFrame, steps: int, policy: SimulatedPolicy | None = None, first_step: int = 1):
+    "Play the trainer's loop for `steps` steps: next_batch, train, observe. Returns the list of batches."
+    policy = policy or SimulatedPolicy(table, seed=selector.cfg.seed)
+    if getattr(selector, "table", None) is None: selector.start(table, policy.score)
+    out = []
+    for step in range(first_step, first_step + steps):
+        ids = selector.next_batch(step)
+        if not ids: raise RuntimeError(f"Selector {selector.describe()} returned no pairs for step {step}")
+        selector.observe(step, ids, policy.train(ids)); out.append(ids)
+    return out
 
 # %% ../nbs/20_synthetic.ipynb #c6d4e5f6
 def synthetic_pairs(n: int = 120, n_levels: int = 3, seed: int = 0) -> pd.DataFrame:
