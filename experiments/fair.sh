@@ -24,5 +24,5 @@ fi
 fi
 if [ "$PART" != clean ] && [ "$NOISY_SEEDS" -gt 0 ]; then
   # noisy labels: a seeded 20% of the training pairs flipped (the same pairs in every arm of a seed; never the evaluation)
-  "${CMP[@]}" --root "$ROOT-noisy" --label-noise 0.2 --selectors sage,uniform,margin_greedy,sage_no_filter --seeds "$NOISY_SEEDS" --no-sft-control
+  "${CMP[@]}" --root "$ROOT-noisy" --label-noise 0.2 --clean-root "$ROOT" --selectors sage,uniform,margin_greedy,sage_no_filter --seeds "$NOISY_SEEDS" --no-sft-control
 fi

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-sft-control", action="store_true", help="skip the chosen-NLL-only control arm")
     c.add_argument("--target", type=float, default=None,
                    help="accuracy that steps-to-target counts to (default: uniform's mean final accuracy on the learning-curve problems)")
+    c.add_argument("--clean-root", default=None, metavar="ROOT",
+                   help="with --label-noise: the clean comparison whose runs (same arm, same seed) give each arm's accuracy lost to the noise")
     rep = sub.add_parser("report", help="write RUN_DIR/report.html from a run's (or a folder of runs') logs")
     rep.add_argument("run_dir"); rep.add_argument("--out", default=None)
     e = add_config_flags(sub.add_parser("eval", help="held-out accuracy of a saved adapter or run"))
@@ -88,7 +90,8 @@ def main(argv=None):
         if ns.cmd == "run": run(cfg, resume=ns.resume)
         elif ns.cmd == "compare":
             compare(cfg, selectors=[s.strip() for s in ns.selectors.split(",") if s.strip()],
-                    seeds=ns.seeds, root=ns.root, sft_control=not ns.no_sft_control, target=ns.target)
+                    seeds=ns.seeds, root=ns.root, sft_control=not ns.no_sft_control, target=ns.target,
+                    clean_root=ns.clean_root)
         elif ns.cmd == "report":
             from sage_nb.report import write_report
             print(write_report(ns.run_dir, out=ns.out))

@@ -12,7 +12,8 @@ from .pipeline import run, _log
 
 # %% auto #0
 __all__ = ['curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'finished_runs', 'compare_table', 'markdown_table',
-           'budget_by_run', 'budget_table', 'budget_markdown', 'compare']
+           'versus_table', 'versus_markdown', 'budget_by_run', 'budget_table', 'budget_markdown', 'noise_cost_table',
+           'noise_markdown', 'compare']
 
 # %% ../nbs/22_compare.ipynb #f57f490d
 def curve_accuracy(row) -> float:
@@ -156,6 +157,32 @@ def markdown_table(df) -> str:
                      f"{ms(r, 'snr_pool', '.2f')}{dpo(r, 'snr_dpo_pool')} |")
     return "\n".join(lines)
 
+# %% ../nbs/22_compare.ipynb #v5a9e002
+def versus_table(root, arm: str = "sage", runs=None):
+    "`arm` minus every other arm under `root`: final held-out accuracy difference, paired over the seeds both ran (empty if `arm` has no run)."
+    import pandas as pd
+    by = {}
+    for r in (runs or finished_runs(root))[0]:
+        a, s = _arm_seed(r["name"])
+        by.setdefault(a, {})[s] = dict(seed=s, correct=list((_final_eval(r) or {}).get("correct") or []))
+    rows = []
+    for other, base in by.items():
+        if other == arm or arm not in by: continue
+        v = _versus(list(by[arm].values()), base)
+        rows.append(dict(arm=arm, other=other, paired_seeds=v["n_seeds"] if v else 0, diff=v["diff"] if v else float("nan"),
+                         diff_low=v["ci_low"] if v else float("nan"), diff_high=v["ci_high"] if v else float("nan"),
+                         mcnemar_p=v["mcnemar_p"] if v else []))
+    return pd.DataFrame(rows, columns=["arm", "other", "paired_seeds", "diff", "diff_low", "diff_high", "mcnemar_p"])
+
+def versus_markdown(df) -> str:
+    "`versus_table` as markdown: one row per other arm."
+    lines = ["| arm minus | seeds paired | final accuracy difference [95% CI, bootstrap over problems] | exact McNemar p, each seed |",
+             "|---|---|---|---|"]
+    for _, r in df.iterrows():
+        d = f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]" if r["paired_seeds"] else "–"
+        lines.append(f"| {r['arm']} − {r['other']} | {r['paired_seeds']} | {d} | {', '.join(format(p, '.2g') for p in r['mcnemar_p']) or '–'} |")
+    return "\n".join(lines)
+
 # %% ../nbs/22_compare.ipynb #b0d9e002
 def budget_by_run(run) -> dict:
     "Where a run's pair-updates went (`runs.load_run`): share by stratum, on-policy and flipped shares, unlock steps, accuracy by level."
@@ -214,10 +241,50 @@ def budget_markdown(df) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
+# %% ../nbs/22_compare.ipynb #n01se002
+def noise_cost_table(noisy_root, clean_root, runs=None, clean_runs=None):
+    "Per arm under `noisy_root`: accuracy lost against the same arm and seed under `clean_root` (paired over problems), and what the filter caught."
+    import pandas as pd
+    from sage_nb.evaluate import paired_difference
+    noisy = (runs or finished_runs(noisy_root))[0]
+    clean = {_arm_seed(r["name"]): r for r in (clean_runs or finished_runs(clean_root))[0]}
+    verdicts = lambda r: list((_final_eval(r) or {}).get("correct") or []) if r is not None else []
+    by_arm = {}
+    for r in sorted(noisy, key=lambda r: _arm_seed(r["name"])): by_arm.setdefault(_arm_seed(r["name"])[0], []).append(r)
+    rows = []
+    for arm, rs in by_arm.items():
+        twins = [(verdicts(clean.get(_arm_seed(r["name"]))), verdicts(r)) for r in rs]
+        twins = [(c, n) for c, n in twins if n and len(c) == len(n)]
+        v = paired_difference([c for c, _ in twins], [n for _, n in twins]) if twins else None    # clean minus noisy
+        b = pd.DataFrame([budget_by_run(r) for r in rs])
+        m = lambda k: float(b[k].mean()) if k in b and b[k].notna().any() else float("nan")
+        rows.append(dict(arm=arm, seeds=len(rs), paired_seeds=len(twins), label_noise=float(rs[0]["config"].label_noise),
+                         clean_acc=float(np.mean([c for c, _ in twins])) if twins else float("nan"),
+                         noisy_acc=float(np.mean([n for _, n in twins])) if twins else float("nan"),
+                         lost=v["diff"] if v else float("nan"), lost_low=v["ci_low"] if v else float("nan"),
+                         lost_high=v["ci_high"] if v else float("nan"), mcnemar_p=v["mcnemar_p"] if v else [],
+                         flipped_updates=m("flipped_updates"), unstable_flipped=m("unstable_flipped"), unstable_clean=m("unstable_clean")))
+    return pd.DataFrame(rows)
+
+def noise_markdown(df) -> str:
+    "`noise_cost_table` as markdown: one row per arm."
+    f = lambda v, fmt: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+    P = df["label_noise"].iloc[0] if len(df) else float("nan")
+    lines = [f"| arm | seeds (paired with clean) | clean accuracy, paired seeds | noisy accuracy, paired seeds | accuracy lost to {f(P, '.0%')} flipped labels "
+             "[95% CI, bootstrap over problems] | exact McNemar p, each seed | flipped share of updates "
+             "| ever classed unstable: flipped / clean pairs |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lost = f"{r['lost']:+.3f} [{r['lost_low']:+.3f}, {r['lost_high']:+.3f}]" if r["paired_seeds"] else "–"
+        lines.append(f"| {r['arm']} | {r['seeds']} ({r['paired_seeds']}) | {f(r['clean_acc'], '.3f')} | {f(r['noisy_acc'], '.3f')} | {lost} | "
+                     f"{', '.join(format(p, '.2g') for p in r['mcnemar_p']) or '–'} | {f(r['flipped_updates'], '.0%')} | "
+                     f"{f(r['unstable_flipped'], '.0%')} / {f(r['unstable_clean'], '.0%')} |")
+    return "\n".join(lines)
+
 # %% ../nbs/22_compare.ipynb #f024bdf5
 def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: str = "runs/compare",
-            sft_control: bool = True, progress: bool = True, target: float | None = None):
-    "Every selector (and the SFT-only control) x every seed on the same pairs, budget and held-out set; a finished arm is reused."
+            sft_control: bool = True, progress: bool = True, target: float | None = None, clean_root=None):
+    """Every selector (and the SFT-only control) x every seed on the same pairs, budget and held-out set; a finished arm
+    is reused. `clean_root`: for a noisy-label comparison, the clean one whose runs `noise_cost_table` pairs with these."""
     from sage_nb.report import write_report
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     eval_every = cfg.eval_every or 5                     # a learning curve read every <= 5 steps, for steps-to-target
@@ -235,6 +302,11 @@ def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: st
     md = (budget_line(table.attrs["pair_budget"]) + "\n\n" + markdown_table(table)
           + (f"\n\nNot in the table (unfinished): {', '.join(left)}." if left else "")
           + "\n\nWhere the pair-updates went (mean over seeds):\n\n" + budget_markdown(budget_table(root, runs=loaded)))
+    if len(vs := versus_table(root, runs=loaded)):
+        md += "\n\nSAGE against every other arm (paired over the seeds both ran; positive: SAGE ahead):\n\n" + versus_markdown(vs)
+    if clean_root is not None:
+        md += (f"\n\nWhat the label noise cost, against the same arm and seed on clean labels ({clean_root}):\n\n"
+               + noise_markdown(noise_cost_table(root, clean_root, runs=loaded)))
     (root/"comparison.md").write_text(md + "\n")
     per_run.to_csv(root/"runs.csv", index=False)
     write_report(root)

@@ -36,6 +36,7 @@ def test_compare_writes_table_and_report(tiny_dir, tmp_path):
     md = (root/"comparison.md").read_text()
     assert md.startswith("Candidates: ") and "pair-updates a run" in md, md
     for arm in ("sage", "uniform", "sft"): assert f"| {arm} | 2 |" in md
+    assert "| sage − uniform | 2 |" in md and "| sage − sft | 2 |" in md, md     # SAGE paired with every other arm
     runs = pd.read_csv(root/"runs.csv").set_index(["arm", "seed"])
     for d in ("sage-s0", "uniform-s0"):          # the table's SNR columns are the means of each run's probes
         snr = pd.DataFrame(read_jsonl(root/d/"snr.jsonl")); arm = d.split("-")[0]
@@ -48,6 +49,12 @@ def test_compare_writes_table_and_report(tiny_dir, tmp_path):
     for d in ("sage-s0", "uniform-s1", "sft-s0"): assert (root/d/"summary.json").exists()
     sft = json.loads((root/"sft-s0"/"config.json").read_text())
     assert sft["loss_type"] == "sft" and sft["selector"] == "uniform"
+    # the noisy-label condition, paired with the clean runs above: each arm's accuracy lost, same arm and seed
+    noisy = tmp_path/"cmp-noisy"
+    main(["compare", "--model", str(tiny_dir), "--selectors", "uniform", "--seeds", "1", "--root", str(noisy), "--no-sft-control",
+          "--label-noise", "0.5", "--clean-root", str(root), *ARGS])
+    md = (noisy/"comparison.md").read_text()
+    assert "accuracy lost to 50% flipped labels" in md and "| uniform | 1 (1) |" in md, md
 
 @pytest.mark.parametrize("argv,needle", [
     (["run", "--model", "/nonexistent/model"], "not found"),
