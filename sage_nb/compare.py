@@ -11,9 +11,9 @@ from .config import Config
 from .pipeline import run, _log
 
 # %% auto #0
-__all__ = ['curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'finished_runs', 'compare_table', 'markdown_table',
-           'versus_table', 'versus_markdown', 'budget_by_run', 'budget_table', 'budget_markdown', 'noise_cost_table',
-           'noise_markdown', 'compare']
+__all__ = ['TIMERS', 'curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'finished_runs', 'compare_table',
+           'markdown_table', 'versus_table', 'versus_markdown', 'timing_table', 'timing_markdown', 'budget_by_run',
+           'budget_table', 'budget_markdown', 'noise_cost_table', 'noise_markdown', 'compare']
 
 # %% ../nbs/22_compare.ipynb #f57f490d
 def curve_accuracy(row) -> float:
@@ -183,6 +183,35 @@ def versus_markdown(df) -> str:
         lines.append(f"| {r['arm']} − {r['other']} | {r['paired_seeds']} | {d} | {', '.join(format(p, '.2g') for p in r['mcnemar_p']) or '–'} |")
     return "\n".join(lines)
 
+# %% ../nbs/22_compare.ipynb #t1m3e002
+TIMERS = dict(total_s="total", train_s="training", score_s="scoring", snr_s="SNR probes", eval_s="evaluation",
+              checkpoint_s="checkpoints")
+
+def timing_table(root, runs=None):
+    "Seconds per arm (mean, std over seeds; median total) of the timers in the runs' `summary.json`."
+    import pandas as pd
+    rows = [dict(arm=_arm_seed(r["name"])[0], **{k: float(v) for k, v in ((r["summary"] or {}).get("time") or {}).items() if k in TIMERS})
+            for r in (runs or finished_runs(root))[0]]
+    df = pd.DataFrame(rows)
+    ks = [k for k in TIMERS if k in df]
+    g = df.groupby("arm", sort=False)
+    out = g[ks].mean(); out.insert(0, "seeds", g.size())
+    for k in ks: out[k + "_std"] = g[k].std(ddof=1).fillna(0.0)
+    if "total_s" in df: out["total_s_median"] = g["total_s"].median()
+    return out.reset_index()
+
+def timing_markdown(df) -> str:
+    "`timing_table` as markdown: one row per arm."
+    ks = [k for k in TIMERS if k in df]
+    med = "total_s_median" in df
+    lines = ["| arm | seeds | " + " | ".join(TIMERS[k] for k in ks) + (" | median total |" if med else " |"),
+             "|" + "---|" * (len(ks) + 2 + med)]
+    for _, r in df.iterrows():
+        cell = lambda k: "–" if math.isnan(r[k]) else f"{r[k]:.0f} ± {r[k + '_std']:.0f}"
+        lines.append(f"| {r['arm']} | {int(r['seeds'])} | " + " | ".join(cell(k) for k in ks)
+                     + ((" | –" if math.isnan(r["total_s_median"]) else f" | {r['total_s_median']:.0f}") + " |" if med else " |"))
+    return "\n".join(lines)
+
 # %% ../nbs/22_compare.ipynb #b0d9e002
 def budget_by_run(run) -> dict:
     "Where a run's pair-updates went (`runs.load_run`): share by stratum, on-policy and flipped shares, unlock steps, accuracy by level."
@@ -302,6 +331,8 @@ def compare(cfg: Config, selectors=("sage", "uniform"), seeds: int = 3, root: st
     md = (budget_line(table.attrs["pair_budget"]) + "\n\n" + markdown_table(table)
           + (f"\n\nNot in the table (unfinished): {', '.join(left)}." if left else "")
           + "\n\nWhere the pair-updates went (mean over seeds):\n\n" + budget_markdown(budget_table(root, runs=loaded)))
+    md += ("\n\nWall-clock per arm, seconds (mean ± std over seeds, from each run's summary.json):\n\n"
+           + timing_markdown(timing_table(root, runs=loaded)))
     if len(vs := versus_table(root, runs=loaded)):
         md += "\n\nSAGE against every other arm (paired over the seeds both ran; positive: SAGE ahead):\n\n" + versus_markdown(vs)
     if clean_root is not None:
