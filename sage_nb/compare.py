@@ -81,14 +81,31 @@ def _run_row(arm, seed, r, target):
                 wall_s=tm.get("train_s", float("nan")) + tm.get("score_s", 0.0),
                 snr=col("snr_selected"), snr_pool=col("snr_uniform"), snr_dpo=col("snr_selected_dpo"), snr_dpo_pool=col("snr_uniform_dpo"),
                 score_share=tm.get("score_s", 0.0)/tm["train_s"] if tm.get("train_s") else float("nan"),
-                correct=list(fin.get("correct") or []) if fin else [])
+                correct=_verdicts(r))
 
-def _versus(ps, base):
-    "Paired statistics of an arm's runs `ps` against the baseline's runs of the same seeds (None if none pair up)."
+def _verdicts(run) -> list:
+    "Per-problem verdicts of a run's last evaluation ([] if it has none)."
+    return list((_final_eval(run) or {}).get("correct") or [])
+
+def _by_arm(runs, f) -> dict:
+    "{arm: {seed: f(run)}} of loaded runs."
+    out = {}
+    for r in runs:
+        arm, seed = _arm_seed(r["name"]); out.setdefault(arm, {})[seed] = f(r)
+    return out
+
+def _pair_up(a: dict, b: dict):
+    "The verdicts of the seeds both `a` and `b` ({seed: verdicts}) ran on the same problems: ([a's], [b's])."
+    seeds = [k for k in a if k in b and a[k] and len(a[k]) == len(b[k])]
+    return [a[k] for k in seeds], [b[k] for k in seeds]
+
+def _versus(a: dict, b: dict) -> dict:
+    "`paired_difference` of `a` minus `b` ({seed: verdicts}) as table columns: NaN and no p-values when no seed pairs up."
     from sage_nb.evaluate import paired_difference
-    pairs = [(p["correct"], base[p["seed"]]["correct"]) for p in ps
-             if p["seed"] in base and p["correct"] and len(p["correct"]) == len(base[p["seed"]]["correct"])]
-    return paired_difference([a for a, _ in pairs], [b for _, b in pairs]) if pairs else None
+    A, B = _pair_up(a, b)
+    nan = float("nan")
+    v = paired_difference(A, B) if A else dict(diff=nan, ci_low=nan, ci_high=nan, n_seeds=0, mcnemar_p=[])
+    return dict(diff=v["diff"], diff_low=v["ci_low"], diff_high=v["ci_high"], paired_seeds=v["n_seeds"], mcnemar_p=v["mcnemar_p"])
 
 def finished_runs(root) -> tuple[list, list]:
     "(loaded finished runs, names of unfinished ones) under `root`: a running or stopped arm has no final evaluation yet."
@@ -109,7 +126,7 @@ def compare_table(root, baseline: str = "uniform", target: float | None = None, 
         base_final = [f for (a, _), r in by.items() if a == baseline and not math.isnan(f := _curve_final(r))]
         target = float(np.mean(base_final)) if base_final else float("nan")
     per_run = [_run_row(arm, seed, r, target) for (arm, seed), r in sorted(by.items())]
-    base = {p["seed"]: p for p in per_run if p["arm"] == baseline}
+    base = {p["seed"]: p["correct"] for p in per_run if p["arm"] == baseline}
     rows = []
     for arm in dict.fromkeys(p["arm"] for p in per_run):
         ps = [p for p in per_run if p["arm"] == arm]
@@ -118,10 +135,7 @@ def compare_table(root, baseline: str = "uniform", target: float | None = None, 
                    final_n=max((p["final_n"] for p in ps), default=0))
         for k in ("steps_to_target", "final_acc", "wall_s", "snr", "snr_pool", "snr_dpo", "snr_dpo_pool", "score_share"):
             m, sd, n = _mean_std([p[k] for p in ps]); row[k] = m; row[k + "_std"] = sd; row[k + "_n"] = n
-        v = _versus(ps, base) if arm != baseline else None
-        row.update(diff=v["diff"] if v else float("nan"), diff_low=v["ci_low"] if v else float("nan"),
-                   diff_high=v["ci_high"] if v else float("nan"), paired_seeds=v["n_seeds"] if v else 0,
-                   mcnemar_p=v["mcnemar_p"] if v else [])
+        row.update(_versus({p["seed"]: p["correct"] for p in ps} if arm != baseline else {}, base))
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs["pair_budget"] = pair_budget(runs[0])      # every arm trains on the same cached pairs
@@ -135,7 +149,12 @@ def _fmt_steps(r):
     cens = f" ({r['censored']}/{r['seeds']} censored: not reached by step {r['censored_at']:.0f})" if r["censored"] else ""
     return f"{r['steps_to_target']:.1f} ± {r['steps_to_target_std']:.1f}{cens}"
 
+def _fmt(v, fmt) -> str:
+    "`v` formatted, or – when it is missing (None or NaN)."
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
 def _fmt_versus(r):
+    "(difference [95% CI], per-seed McNemar p) cells of a row with `_versus` columns; – when no seed paired up."
     if not r["paired_seeds"]: return "–", "–"
     return (f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]",
             ", ".join(f"{p:.2g}" for p in r["mcnemar_p"]))
@@ -161,26 +180,17 @@ def markdown_table(df) -> str:
 def versus_table(root, arm: str = "sage", runs=None):
     "`arm` minus every other arm under `root`: final held-out accuracy difference, paired over the seeds both ran (empty if `arm` has no run)."
     import pandas as pd
-    by = {}
-    for r in (runs or finished_runs(root))[0]:
-        a, s = _arm_seed(r["name"])
-        by.setdefault(a, {})[s] = dict(seed=s, correct=list((_final_eval(r) or {}).get("correct") or []))
-    rows = []
-    for other, base in by.items():
-        if other == arm or arm not in by: continue
-        v = _versus(list(by[arm].values()), base)
-        rows.append(dict(arm=arm, other=other, paired_seeds=v["n_seeds"] if v else 0, diff=v["diff"] if v else float("nan"),
-                         diff_low=v["ci_low"] if v else float("nan"), diff_high=v["ci_high"] if v else float("nan"),
-                         mcnemar_p=v["mcnemar_p"] if v else []))
-    return pd.DataFrame(rows, columns=["arm", "other", "paired_seeds", "diff", "diff_low", "diff_high", "mcnemar_p"])
+    by = _by_arm((runs or finished_runs(root))[0], _verdicts)
+    rows = [dict(arm=arm, other=o, **_versus(by[arm], b)) for o, b in by.items() if o != arm] if arm in by else []
+    return pd.DataFrame(rows, columns=["arm", "other", "diff", "diff_low", "diff_high", "paired_seeds", "mcnemar_p"])
 
 def versus_markdown(df) -> str:
     "`versus_table` as markdown: one row per other arm."
     lines = ["| arm minus | seeds paired | final accuracy difference [95% CI, bootstrap over problems] | exact McNemar p, each seed |",
              "|---|---|---|---|"]
     for _, r in df.iterrows():
-        d = f"{r['diff']:+.3f} [{r['diff_low']:+.3f}, {r['diff_high']:+.3f}]" if r["paired_seeds"] else "–"
-        lines.append(f"| {r['arm']} − {r['other']} | {r['paired_seeds']} | {d} | {', '.join(format(p, '.2g') for p in r['mcnemar_p']) or '–'} |")
+        d, p = _fmt_versus(r)
+        lines.append(f"| {r['arm']} − {r['other']} | {r['paired_seeds']} | {d} | {p} |")
     return "\n".join(lines)
 
 # %% ../nbs/22_compare.ipynb #t1m3e002
@@ -203,13 +213,11 @@ def timing_table(root, runs=None):
 def timing_markdown(df) -> str:
     "`timing_table` as markdown: one row per arm."
     ks = [k for k in TIMERS if k in df]
-    med = "total_s_median" in df
-    lines = ["| arm | seeds | " + " | ".join(TIMERS[k] for k in ks) + (" | median total |" if med else " |"),
-             "|" + "---|" * (len(ks) + 2 + med)]
+    med = ["median total"] if "total_s_median" in df else []
+    lines = ["| " + " | ".join(["arm", "seeds"] + [TIMERS[k] for k in ks] + med) + " |", "|" + "---|" * (len(ks) + 2 + len(med))]
     for _, r in df.iterrows():
-        cell = lambda k: "–" if math.isnan(r[k]) else f"{r[k]:.0f} ± {r[k + '_std']:.0f}"
-        lines.append(f"| {r['arm']} | {int(r['seeds'])} | " + " | ".join(cell(k) for k in ks)
-                     + ((" | –" if math.isnan(r["total_s_median"]) else f" | {r['total_s_median']:.0f}") + " |" if med else " |"))
+        cells = ["–" if math.isnan(r[k]) else f"{r[k]:.0f} ± {r[k + '_std']:.0f}" for k in ks]
+        lines.append("| " + " | ".join([r["arm"], str(int(r["seeds"]))] + cells + [_fmt(r["total_s_median"], ".0f")] * len(med)) + " |")
     return "\n".join(lines)
 
 # %% ../nbs/22_compare.ipynb #b0d9e002
@@ -253,7 +261,7 @@ def budget_table(root, runs=None):
 def budget_markdown(df) -> str:
     "`budget_table` as markdown: one row per arm."
     import math
-    f = lambda v, fmt: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+    f = _fmt
     strata = sorted(c for c in df if c.startswith("stratum_")); levels = sorted(c for c in df if c.startswith("level_"))
     unl = sorted(c for c in df if c.startswith("unlock_") and not c.endswith("_runs"))
     noisy = df["flipped_updates"].notna().any() and (df["flipped_updates"] > 0).any()
@@ -272,41 +280,27 @@ def budget_markdown(df) -> str:
 
 # %% ../nbs/22_compare.ipynb #n01se002
 def noise_cost_table(noisy_root, clean_root, runs=None, clean_runs=None):
-    "Per arm under `noisy_root`: accuracy lost against the same arm and seed under `clean_root` (paired over problems), and what the filter caught."
+    "Per arm under `noisy_root`: `diff` = clean minus noisy accuracy (the accuracy lost), paired with the same arm and seed under `clean_root`."
     import pandas as pd
-    from sage_nb.evaluate import paired_difference
-    noisy = (runs or finished_runs(noisy_root))[0]
-    clean = {_arm_seed(r["name"]): r for r in (clean_runs or finished_runs(clean_root))[0]}
-    verdicts = lambda r: list((_final_eval(r) or {}).get("correct") or []) if r is not None else []
-    by_arm = {}
-    for r in sorted(noisy, key=lambda r: _arm_seed(r["name"])): by_arm.setdefault(_arm_seed(r["name"])[0], []).append(r)
+    noisy = _by_arm((runs or finished_runs(noisy_root))[0], lambda r: r)
+    clean = _by_arm((clean_runs or finished_runs(clean_root))[0], _verdicts)
     rows = []
-    for arm, rs in by_arm.items():
-        twins = [(verdicts(clean.get(_arm_seed(r["name"]))), verdicts(r)) for r in rs]
-        twins = [(c, n) for c, n in twins if n and len(c) == len(n)]
-        v = paired_difference([c for c, _ in twins], [n for _, n in twins]) if twins else None    # clean minus noisy
-        b = pd.DataFrame([budget_by_run(r) for r in rs])
-        m = lambda k: float(b[k].mean()) if k in b and b[k].notna().any() else float("nan")
-        rows.append(dict(arm=arm, seeds=len(rs), paired_seeds=len(twins), label_noise=float(rs[0]["config"].label_noise),
-                         clean_acc=float(np.mean([c for c, _ in twins])) if twins else float("nan"),
-                         noisy_acc=float(np.mean([n for _, n in twins])) if twins else float("nan"),
-                         lost=v["diff"] if v else float("nan"), lost_low=v["ci_low"] if v else float("nan"),
-                         lost_high=v["ci_high"] if v else float("nan"), mcnemar_p=v["mcnemar_p"] if v else [],
-                         flipped_updates=m("flipped_updates"), unstable_flipped=m("unstable_flipped"), unstable_clean=m("unstable_clean")))
+    for arm, rs in noisy.items():
+        nv = {s: _verdicts(r) for s, r in rs.items()}
+        C, N = _pair_up(clean.get(arm, {}), nv)
+        rows.append(dict(arm=arm, seeds=len(rs), label_noise=float(next(iter(rs.values()))["config"].label_noise),
+                         clean_acc=float(np.mean(C)) if C else float("nan"), noisy_acc=float(np.mean(N)) if N else float("nan"),
+                         **_versus(clean.get(arm, {}), nv)))
     return pd.DataFrame(rows)
 
 def noise_markdown(df) -> str:
     "`noise_cost_table` as markdown: one row per arm."
-    f = lambda v, fmt: "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
     P = df["label_noise"].iloc[0] if len(df) else float("nan")
-    lines = [f"| arm | seeds (paired with clean) | clean accuracy, paired seeds | noisy accuracy, paired seeds | accuracy lost to {f(P, '.0%')} flipped labels "
-             "[95% CI, bootstrap over problems] | exact McNemar p, each seed | flipped share of updates "
-             "| ever classed unstable: flipped / clean pairs |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| arm | seeds (paired with clean) | clean accuracy, paired seeds | noisy accuracy, paired seeds | accuracy lost to "
+             f"{_fmt(P, '.0%')} flipped labels [95% CI, bootstrap over problems] | exact McNemar p, each seed |", "|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
-        lost = f"{r['lost']:+.3f} [{r['lost_low']:+.3f}, {r['lost_high']:+.3f}]" if r["paired_seeds"] else "–"
-        lines.append(f"| {r['arm']} | {r['seeds']} ({r['paired_seeds']}) | {f(r['clean_acc'], '.3f')} | {f(r['noisy_acc'], '.3f')} | {lost} | "
-                     f"{', '.join(format(p, '.2g') for p in r['mcnemar_p']) or '–'} | {f(r['flipped_updates'], '.0%')} | "
-                     f"{f(r['unstable_flipped'], '.0%')} / {f(r['unstable_clean'], '.0%')} |")
+        d, p = _fmt_versus(r)
+        lines.append(f"| {r['arm']} | {r['seeds']} ({r['paired_seeds']}) | {_fmt(r['clean_acc'], '.3f')} | {_fmt(r['noisy_acc'], '.3f')} | {d} | {p} |")
     return "\n".join(lines)
 
 # %% ../nbs/22_compare.ipynb #f024bdf5
