@@ -10,6 +10,8 @@ row after it ended does not count). The loop runs without its stop-after-`####`-
 paths decode the same kind of sequences; greedy outputs of the two paths are compared token by token.
 Tokens/s are given per wall-clock second and per second of this process's CPU time; the GOAL ratios use
 CPU time, which other jobs on a shared machine do not inflate (with one torch thread it is the compute spent).
+It also prints the row-steps `generate` decoded per useful token: at equal rows in flight, the most that
+dropping finished rows can save (on a CPU a decode step of fewer rows is not proportionally cheaper, so less).
 `--tiny` runs a random tiny model in seconds (it checks the script, its numbers mean nothing).
 The last lines read `GOAL <name> <ratio> 3.0 PASS|FAIL`.
 """
@@ -61,11 +63,13 @@ def measure(model, tok, prompts, k, a, stops):
         rows += hf_generate(model, tok, prompts[i:i + per], k, a.max_new_tokens, temp, stops, a.seed + i)
     res["generate"] = (useful(rows, stops, a.max_new_tokens), time.perf_counter() - t0, time.process_time() - c0,
                        strip(rows, stops))
+    res["row_steps"] = sum(map(len, rows))         # every row of a generate call runs until its longest row ends
     return res
 
 
 def report(res):
-    "Print tokens/s per path (wall clock and process CPU time); return the CPU-time ratio."
+    "Print tokens/s per path (wall clock and process CPU time) and the row-step bound; return the CPU-time ratio."
+    steps = res.pop("row_steps")
     wall = {p: r[0] / r[1] for p, r in res.items()}
     cpu = {p: r[0] / r[2] for p, r in res.items()}
     for p, (u, s, c, _) in res.items():
@@ -73,6 +77,8 @@ def report(res):
               f"({cpu[p]:7.1f} tokens/s)", flush=True)
     print(f"  ratio kv_loop / generate = {wall['kv_loop'] / wall['generate']:.2f}x wall, "
           f"{cpu['kv_loop'] / cpu['generate']:.2f}x CPU time")
+    print(f"  generate decoded {steps} row-steps for {res['generate'][0]} useful tokens: at equal rows in flight, dropping "
+          f"finished rows can save at most {steps / max(res['generate'][0], 1):.2f}x (if a step's cost were proportional to its rows)")
     return cpu["kv_loop"] / cpu["generate"]
 
 

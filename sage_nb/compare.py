@@ -94,9 +94,13 @@ def _by_arm(runs, f) -> dict:
         arm, seed = _arm_seed(r["name"]); out.setdefault(arm, {})[seed] = f(r)
     return out
 
+def _paired_seeds(a: dict, b: dict) -> list:
+    "The seeds both `a` and `b` ({seed: verdicts}) ran on the same problems."
+    return [k for k in a if k in b and a[k] and len(a[k]) == len(b[k])]
+
 def _pair_up(a: dict, b: dict):
-    "The verdicts of the seeds both `a` and `b` ({seed: verdicts}) ran on the same problems: ([a's], [b's])."
-    seeds = [k for k in a if k in b and a[k] and len(a[k]) == len(b[k])]
+    "The verdicts of `_paired_seeds(a, b)`: ([a's], [b's])."
+    seeds = _paired_seeds(a, b)
     return [a[k] for k in seeds], [b[k] for k in seeds]
 
 def _versus(a: dict, b: dict) -> dict:
@@ -287,20 +291,24 @@ def noise_cost_table(noisy_root, clean_root, runs=None, clean_runs=None):
     rows = []
     for arm, rs in noisy.items():
         nv = {s: _verdicts(r) for s, r in rs.items()}
-        C, N = _pair_up(clean.get(arm, {}), nv)
+        cv = clean.get(arm, {})
+        C, N = _pair_up(cv, nv)
         rows.append(dict(arm=arm, seeds=len(rs), label_noise=float(next(iter(rs.values()))["config"].label_noise),
                          clean_acc=float(np.mean(C)) if C else float("nan"), noisy_acc=float(np.mean(N)) if N else float("nan"),
-                         **_versus(clean.get(arm, {}), nv)))
+                         lost_by_seed={k: float(np.mean(cv[k]) - np.mean(nv[k])) for k in sorted(_paired_seeds(cv, nv))},
+                         **_versus(cv, nv)))
     return pd.DataFrame(rows)
 
 def noise_markdown(df) -> str:
     "`noise_cost_table` as markdown: one row per arm."
     P = df["label_noise"].iloc[0] if len(df) else float("nan")
     lines = [f"| arm | seeds (paired with clean) | clean accuracy, paired seeds | noisy accuracy, paired seeds | accuracy lost to "
-             f"{_fmt(P, '.0%')} flipped labels [95% CI, bootstrap over problems] | exact McNemar p, each seed |", "|---|---|---|---|---|---|"]
+             f"{_fmt(P, '.0%')} flipped labels [95% CI, bootstrap over problems] | accuracy lost, each seed | exact McNemar p, each seed |",
+             "|---|---|---|---|---|---|---|"]
     for _, r in df.iterrows():
         d, p = _fmt_versus(r)
-        lines.append(f"| {r['arm']} | {r['seeds']} ({r['paired_seeds']}) | {_fmt(r['clean_acc'], '.3f')} | {_fmt(r['noisy_acc'], '.3f')} | {d} | {p} |")
+        each = ", ".join(f"s{k} {v:+.3f}" for k, v in r["lost_by_seed"].items()) or "–"
+        lines.append(f"| {r['arm']} | {r['seeds']} ({r['paired_seeds']}) | {_fmt(r['clean_acc'], '.3f')} | {_fmt(r['noisy_acc'], '.3f')} | {d} | {each} | {p} |")
     return "\n".join(lines)
 
 # %% ../nbs/22_compare.ipynb #f024bdf5

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from .config import Config
 
 # %% auto #0
-__all__ = ['LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs', 'ChunkedLogProb',
-           'token_logp_energy', 'NonFiniteLogps', 'diff_start', 'pair_forward', 'reference_token_logps',
-           'DPOLossOutput', 'dpo_loss', 'pair_loss', 'loss_metrics', 'length_order']
+__all__ = ['KEEP_PROBS_BYTES', 'LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs',
+           'ChunkedLogProb', 'token_logp_energy', 'NonFiniteLogps', 'diff_start', 'pair_forward',
+           'reference_token_logps', 'DPOLossOutput', 'dpo_loss', 'pair_loss', 'loss_metrics', 'length_order']
 
 # %% ../nbs/04_dpo.ipynb #04129aa6
 class PairTooLong(ValueError):
@@ -101,30 +101,36 @@ def collate_pairs(tokenizer, rows, max_length: int | None = None, max_prompt_len
 # %% ../nbs/04_dpo.ipynb #df932153
 def _chunk_rows(n_vocab: int, chunk_elems: int = 2**23) -> int: return max(1, chunk_elems // max(n_vocab, 1))
 
+KEEP_PROBS_BYTES = 2**29    # softmax probabilities up to this size are kept for backward instead of recomputed
+
 class ChunkedLogProb(torch.autograd.Function):
     "Per-token `log p(target)` and `Σ_v p_v²` of `hidden @ weight.T + bias`, computed in token chunks, logits never stored."
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets, chunk: int):
         ctx.set_materialize_grads(False)
         dt = weight.dtype if weight.dtype.is_floating_point else hidden.dtype
-        N = hidden.shape[0]
+        N, V = hidden.shape[0], weight.shape[0]
         logp = torch.empty(N, device=hidden.device, dtype=torch.float32)
         sumsq = torch.empty(N, device=hidden.device, dtype=torch.float32)
         lse = torch.empty(N, device=hidden.device, dtype=torch.float32)
+        keep = any(ctx.needs_input_grad[:3]) and N * V * 4 <= KEEP_PROBS_BYTES
+        probs = torch.empty(N, V, device=hidden.device, dtype=torch.float32) if keep else None
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, N, chunk):
                 z = (hidden[s:s+chunk].to(dt) @ weight.t()).float()
                 if bias is not None: z += bias.float()
                 zt = z.gather(1, targets[s:s+chunk, None]).squeeze(1)
                 m = z.amax(dim=-1)
-                e = z.sub_(m[:, None]).exp_()                       # in place: one vocabulary-sized buffer per chunk
+                e = (z - m[:, None]) if keep else z.sub_(m[:, None])    # in place unless z is needed below
+                e.exp_()
                 tot = e.sum(-1)
                 l = m + tot.log()
                 lse[s:s+chunk] = l
                 logp[s:s+chunk] = zt - l
                 sumsq[s:s+chunk] = torch.linalg.vector_norm(e, dim=-1).square_() / (tot * tot)
+                if keep: torch.sub(z, l[:, None], out=probs[s:s+chunk]).exp_()   # what backward would recompute
         ctx.save_for_backward(hidden, weight, bias, targets, lse)
-        ctx.chunk, ctx.dt = chunk, dt
+        ctx.chunk, ctx.dt, ctx.probs = chunk, dt, probs
         ctx.mark_non_differentiable(sumsq)
         return logp, sumsq
 
@@ -141,10 +147,12 @@ class ChunkedLogProb(torch.autograd.Function):
         with torch.autocast(hidden.device.type, enabled=False):
             for s in range(0, hidden.shape[0], chunk):
                 h = hidden[s:s+chunk].to(dt)
-                z = (h @ weight.t()).float()
-                if bias is not None: z += bias.float()
                 g = g_logp[s:s+chunk].float()
-                gz = z.sub_(lse[s:s+chunk, None]).exp_().mul_(-g[:, None])         # d logp / dz = onehot - p
+                if ctx.probs is not None: gz = ctx.probs[s:s+chunk].mul(-g[:, None])   # d logp / dz = onehot - p
+                else:
+                    z = (h @ weight.t()).float()
+                    if bias is not None: z += bias.float()
+                    gz = z.sub_(lse[s:s+chunk, None]).exp_().mul_(-g[:, None])
                 gz.scatter_add_(1, targets[s:s+chunk, None], g[:, None])
                 if need_h: gh[s:s+chunk] = (gz.to(dt) @ weight).float()
                 if need_w: gw += (gz.t().to(dt) @ h).float()

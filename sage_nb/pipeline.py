@@ -9,10 +9,11 @@ from pathlib import Path
 from .config import Config, content_hash
 from .reference import with_reference
 from . import checkpoint as ckpt
+from .runlog import read_jsonl
 
 # %% auto #0
-__all__ = ['PAIR_KEYS', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'is_base_model', 'held_out_eval',
-           'run', 'eval_adapter']
+__all__ = ['PAIR_KEYS', 'STAGES', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'is_base_model',
+           'held_out_eval', 'stage_line', 'selection_line', 'run', 'eval_adapter']
 
 # %% ../nbs/21_pipeline.ipynb #01616a98
 PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperature", "max_new_tokens",
@@ -119,6 +120,21 @@ def _kill_points(trainer):
 
 def _fmt_eval(e): return "n/a" if not e else f"{e['accuracy']:.3f} ({e['n_correct']}/{e['n']})"
 
+STAGES = (("pairs", "pairs_s"), ("reference", "reference_s"), ("training", "train_s"), ("scoring", "score_s"),
+          ("SNR probes", "snr_s"), ("evaluation", "eval_s"), ("checkpoints", "checkpoint_s"))
+
+def stage_line(times: dict) -> str:
+    "Seconds by stage of a run (`pairs_s`, `reference_s` and the trainer's timers; a missing one is left out)."
+    return ", ".join(f"{name} {times[k]:.0f} s" for name, k in STAGES if times.get(k) is not None)
+
+def selection_line(n_candidates: int, cfg: Config, events) -> str:
+    "What there was to select from: candidates per pair-update, and the pairs the refreshes set aside (summed over refreshes)."
+    counts = [e.get("counts") or {} for e in events if e.get("kind") == "refresh"]
+    aside = {k: sum(c.get(k, 0) for c in counts) for k in ("unstable", "trivial")}
+    updates = cfg.steps * cfg.batch_size
+    return (f"{n_candidates} candidate pairs for {updates} pair-updates ({n_candidates / updates:.2f} per update); "
+            f"set aside at {len(counts)} refreshes: {aside['unstable']} unstable, {aside['trivial']} trivial")
+
 def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = True) -> dict:
     "The main job: pairs, reference cache, training with `cfg.selector`, held-out accuracy, report. Returns the summary."
     from accelerate.utils import broadcast_object_list
@@ -142,7 +158,9 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
     model, tok = load_policy(cfg.model, quantize=cfg.quantize, lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha, seed=cfg.seed,
                              lora_dropout=cfg.lora_dropout, device=cfg.device if acc.num_processes == 1 else str(acc.device))
     with acc.main_process_first():                     # the main process builds the caches, the others then read them
-        pairs = with_reference(cfg, model, tok, get_pairs(cfg, model, tok))
+        t1 = time.perf_counter(); raw = get_pairs(cfg, model, tok)
+        t2 = time.perf_counter(); pairs = with_reference(cfg, model, tok, raw)
+        setup = dict(pairs_s=t2 - t1, reference_s=time.perf_counter() - t2)     # near 0 when read from the caches
     if cfg.label_noise:   # after the reference pass: the cache holds clean pairs, flip_labels swaps their columns too
         pairs = flip_labels(pairs, cfg.label_noise, seed=cfg.seed)
         if main: _log(f"label noise: chosen and rejected swapped on {sum(pairs['flipped'])} of {len(pairs)} training pairs")
@@ -156,11 +174,13 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
     summary = trainer.train()
     if not main: return summary                        # the report and the printout are the main process's
     report = write_report(run_dir); lock.release()
-    summary = dict(summary, run_dir=str(run_dir), report=str(report), wall_s=time.perf_counter() - t0)
+    summary = dict(summary, run_dir=str(run_dir), report=str(report), wall_s=time.perf_counter() - t0, setup=setup)
     loss = f"{cfg.alpha_nll}*NLL(chosen) only" if cfg.loss_type == "sft" else f"{cfg.loss_type}+{cfg.alpha_nll}*NLL"
     print(f"\nsage-nb run: {cfg.selector}, {summary.get('steps')} steps, loss {loss}"
           f"\n  held-out accuracy  before {_fmt_eval(summary.get('eval_before'))}  after {_fmt_eval(summary.get('eval_after'))}"
-          f"\n  wall-clock {summary['wall_s']:.0f} s   run folder {run_dir}\n  report {report}")
+          f"\n  pairs: {selection_line(len(pairs), cfg, read_jsonl(run_dir/'events.jsonl'))}"
+          f"\n  wall-clock {summary['wall_s']:.0f} s: {stage_line({**setup, **(summary.get('time') or {})})}"
+          f"\n  run folder {run_dir}\n  report {report}")
     return summary
 
 # %% ../nbs/21_pipeline.ipynb #3aabd2cc

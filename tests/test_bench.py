@@ -48,6 +48,8 @@ def test_rollout_bench_tiny_runs_and_prints_goals(capsys):
     assert res["greedy_identical"] == res["n"] == 6          # greedy loop == greedy generate, token by token
     for name, r in (("sampling_vs_generate", res["sampling"]), ("greedy_eval_vs_generate", res["greedy"])):
         assert f"GOAL {name} {r:.2f} 3.0 {'PASS' if r >= 3 else 'FAIL'}" in out
+    bounds = [float(b) for b in re.findall(r"can save at most ([0-9.]+)x", out)]   # generate's row-steps per useful token
+    assert len(bounds) == 2 and all(b >= 1 for b in bounds), out
 
 
 def test_rollout_bench_counts_useful_tokens():
@@ -65,3 +67,5 @@ def test_run_all_tiny_runs_every_bench_and_repeats_every_goal():
     summary = p.stdout.split("\n=== goals\n")[-1]
     for name in GOALS:
         assert re.search(rf"^GOAL {name} [0-9.]+ [0-9.]+ (PASS|FAIL)$", summary, re.M), (name, summary)
+    tok = re.search(r"tokens through the model: (\d+) by sequence, (\d+) with", p.stdout)   # the probe's floor
+    assert tok and int(tok[1]) > int(tok[2]), p.stdout[-4000:]
