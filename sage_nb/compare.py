@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 import numpy as np
 from .config import Config
-from .pipeline import run, _log
+from .pipeline import run, _log, STAGES
 
 # %% auto #0
 __all__ = ['TIMERS', 'curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'finished_runs', 'compare_table',
@@ -98,17 +98,11 @@ def _paired_seeds(a: dict, b: dict) -> list:
     "The seeds both `a` and `b` ({seed: verdicts}) ran on the same problems."
     return [k for k in a if k in b and a[k] and len(a[k]) == len(b[k])]
 
-def _pair_up(a: dict, b: dict):
-    "The verdicts of `_paired_seeds(a, b)`: ([a's], [b's])."
-    seeds = _paired_seeds(a, b)
-    return [a[k] for k in seeds], [b[k] for k in seeds]
-
 def _versus(a: dict, b: dict) -> dict:
     "`paired_difference` of `a` minus `b` ({seed: verdicts}) as table columns: NaN and no p-values when no seed pairs up."
     from sage_nb.evaluate import paired_difference
-    A, B = _pair_up(a, b)
-    nan = float("nan")
-    v = paired_difference(A, B) if A else dict(diff=nan, ci_low=nan, ci_high=nan, n_seeds=0, mcnemar_p=[])
+    seeds, nan = _paired_seeds(a, b), float("nan")
+    v = paired_difference([a[k] for k in seeds], [b[k] for k in seeds]) if seeds else dict(diff=nan, ci_low=nan, ci_high=nan, n_seeds=0, mcnemar_p=[])
     return dict(diff=v["diff"], diff_low=v["ci_low"], diff_high=v["ci_high"], paired_seeds=v["n_seeds"], mcnemar_p=v["mcnemar_p"])
 
 def finished_runs(root) -> tuple[list, list]:
@@ -198,8 +192,7 @@ def versus_markdown(df) -> str:
     return "\n".join(lines)
 
 # %% ../nbs/22_compare.ipynb #t1m3e002
-TIMERS = dict(total_s="total", train_s="training", score_s="scoring", snr_s="SNR probes", eval_s="evaluation",
-              checkpoint_s="checkpoints")
+TIMERS = dict(total_s="total", **STAGES)     # summary.json holds the trainer's; the others are left out as missing
 
 def timing_table(root, runs=None):
     "Seconds per arm (mean, std over seeds; median total) of the timers in the runs' `summary.json`."
@@ -290,12 +283,11 @@ def noise_cost_table(noisy_root, clean_root, runs=None, clean_runs=None):
     clean = _by_arm((clean_runs or finished_runs(clean_root))[0], _verdicts)
     rows = []
     for arm, rs in noisy.items():
-        nv = {s: _verdicts(r) for s, r in rs.items()}
-        cv = clean.get(arm, {})
-        C, N = _pair_up(cv, nv)
+        nv, cv = {s: _verdicts(r) for s, r in rs.items()}, clean.get(arm, {})
+        seeds = sorted(_paired_seeds(cv, nv))
+        acc = lambda v: float(np.mean([v[k] for k in seeds])) if seeds else float("nan")
         rows.append(dict(arm=arm, seeds=len(rs), label_noise=float(next(iter(rs.values()))["config"].label_noise),
-                         clean_acc=float(np.mean(C)) if C else float("nan"), noisy_acc=float(np.mean(N)) if N else float("nan"),
-                         lost_by_seed={k: float(np.mean(cv[k]) - np.mean(nv[k])) for k in sorted(_paired_seeds(cv, nv))},
+                         clean_acc=acc(cv), noisy_acc=acc(nv), lost_by_seed={k: float(np.mean(cv[k]) - np.mean(nv[k])) for k in seeds},
                          **_versus(cv, nv)))
     return pd.DataFrame(rows)
 

@@ -120,12 +120,12 @@ def _kill_points(trainer):
 
 def _fmt_eval(e): return "n/a" if not e else f"{e['accuracy']:.3f} ({e['n_correct']}/{e['n']})"
 
-STAGES = (("pairs", "pairs_s"), ("reference", "reference_s"), ("training", "train_s"), ("scoring", "score_s"),
-          ("SNR probes", "snr_s"), ("evaluation", "eval_s"), ("checkpoints", "checkpoint_s"))
+STAGES = dict(pairs_s="pairs", reference_s="reference", train_s="training", score_s="scoring", snr_s="SNR probes",
+              eval_s="evaluation", checkpoint_s="checkpoints")      # a run's timers and their names in tables and printouts
 
 def stage_line(times: dict) -> str:
     "Seconds by stage of a run (`pairs_s`, `reference_s` and the trainer's timers; a missing one is left out)."
-    return ", ".join(f"{name} {times[k]:.0f} s" for name, k in STAGES if times.get(k) is not None)
+    return ", ".join(f"{name} {times[k]:.0f} s" for k, name in STAGES.items() if times.get(k) is not None)
 
 def selection_line(n_candidates: int, cfg: Config, events) -> str:
     "What there was to select from: candidates per pair-update, and the pairs the refreshes set aside (summed over refreshes)."
