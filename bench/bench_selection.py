@@ -10,7 +10,7 @@ from real runs on the real pair set at the defaults.
 
 The goal is scoring / training <= 25% over the whole run, printed last as
 `GOAL selection_overhead <ratio> 0.25 PASS|FAIL` (with `--runs`, the mean over the runs). The method's cost
-estimate was about 35% on CPU: at the defaults (B=8, T=10, P=2M=160) a refresh rescores only the
+estimate was about 35% on CPU: at B=8, T=10, P=2M=160 a refresh rescores only the
 pool pairs whose newest margin is stale (~P - M + B = 88 per interval), each a no-grad pass costing ~0.36 of a
 training pair. The first refresh scores the whole pool (P pairs) once, so the script reports the whole run and the
 steady state (refreshes after the first) separately.

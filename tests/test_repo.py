@@ -52,3 +52,10 @@ def test_fair_experiment_preset_meets_what_a_fair_comparison_needs():
     script = (ROOT/"experiments"/"fair.sh").read_text()
     assert "experiments/fair.json" in script and "--label-noise 0.2" in script and "NOISY_SEEDS:-3" in script and "--target" in script
     for arm in ("sage", "uniform", "sage_random_order", "sage_no_filter", "sage_no_curriculum", "margin_greedy"): assert arm in script
+
+def test_default_run_can_move_its_curriculum_and_trains_mostly_on_policy_pairs():
+    "The default run (what `make run` trains) refreshes often enough to unlock every stratum and caps gold pairs at one a problem."
+    from sage_nb.config import Config
+    c = Config().validate()
+    assert len(c.levels) == c.n_strata and c.steps // c.refresh_every >= c.n_strata + 1
+    assert c.max_gold_pairs_per_problem <= 1 and c.snr_every and c.snr_draws >= 3
