@@ -59,12 +59,14 @@ def main(argv=None):
             "batched, objective + DPO": lambda ids: per_pair_grads_batched(forward, ids, params, model, terms=(0, 1)),
             "by sequence, objective + DPO": lambda ids: per_pair_grads_by_sequence(seq, ids, params, model, terms=(0, 1)),
             "training step": train_stepper(model, forward, params)}
-    t = dict.fromkeys(ways, 0.0); worst = 0.0; tokens = [0, 0]
+    t = dict.fromkeys(ways, 0.0); worst = 0.0; tokens = [0, 0]; padded = [0, 0]
     for r in range(a.repeats + 1):                     # the first round warms up and is not timed
         ids = all_ids[r*a.batch_size:(r + 1)*a.batch_size]
         if r:                                          # tokens run by sequence (2B whole rows) and with the shared prefix once
-            b = store.batch(ids); whole = int(b["attention_mask"].sum())
-            tokens[0] += whole; tokens[1] += whole - int(b["shared_lens"].sum())
+            b = store.batch(ids); am, S = b["attention_mask"], b["shared_lens"]
+            whole = int(am.sum()); tokens[0] += whole; tokens[1] += whole - int(S.sum())
+            cont = am.sum(1) - S.repeat(2)             # with padding: 2B whole rows, or B prefixes + 2B continuations
+            padded[0] += am.numel(); padded[1] += len(S) * int(S.max()) + len(cont) * int(cont.max())
         out = {}
         for name, fn in ways.items():
             t0 = time.perf_counter(); out[name] = fn(ids)
@@ -83,6 +85,7 @@ def main(argv=None):
     print(f"tokens through the model: {tokens[0]} by sequence, {tokens[1]} with each pair's shared prefix run once (a training "
           f"step): {tokens[0] / max(tokens[1], 1):.2f}x. Both terms need each sequence's gradient apart, which a shared prefix mixes, "
           f"so that ratio is the by-sequence way's floor against a training step")
+    print(f"with padding: {padded[0]} by sequence, {padded[1]} with the shared prefix: {padded[0] / max(padded[1], 1):.2f}x")
     print(f"a probe differentiates 1 + snr_draws = {1 + cfg.snr_draws} batches, both terms (the faster way): {(1 + cfg.snr_draws) * ratio:.1f} training steps "
           f"per probe (was {(1 + cfg.snr_draws) * 2 * t['one pair per pass'] / ts:.1f} with the loop)")
     print(f"GOAL snr_probe_vs_train_step {ratio:.2f} {TARGET} {'PASS' if ratio <= TARGET else 'FAIL'}")

@@ -69,3 +69,5 @@ def test_run_all_tiny_runs_every_bench_and_repeats_every_goal():
         assert re.search(rf"^GOAL {name} [0-9.]+ [0-9.]+ (PASS|FAIL)$", summary, re.M), (name, summary)
     tok = re.search(r"tokens through the model: (\d+) by sequence, (\d+) with", p.stdout)   # the probe's floor
     assert tok and int(tok[1]) > int(tok[2]), p.stdout[-4000:]
+    pad = re.search(r"with padding: (\d+) by sequence, (\d+) with the shared prefix", p.stdout)
+    assert pad and int(pad[1]) >= int(tok[1]) and int(pad[2]) >= int(tok[2]), p.stdout[-4000:]

@@ -36,6 +36,10 @@ def test_every_module_has_a_notebook():
     nbs = " ".join(p.read_text() for p in (ROOT/"nbs").glob("*.ipynb"))
     for m in mods: assert f"default_exp {m}" in nbs, m
 
+def assert_curriculum_can_reach_its_last_stratum(c):
+    "One stratum per level, and a refresh at step 1 plus one per later unlock fit in the run's steps."
+    assert len(c.levels) == c.n_strata and c.steps // c.refresh_every >= c.n_strata + 1, (c.levels, c.n_strata, c.steps, c.refresh_every)
+
 def test_fair_experiment_preset_meets_what_a_fair_comparison_needs():
     "The preset in experiments/ is a valid config and fixes what can be fixed before sampling (the pair budget is printed at run time)."
     from sage_nb.config import Config
@@ -43,8 +47,7 @@ def test_fair_experiment_preset_meets_what_a_fair_comparison_needs():
     c = Config.from_json(ROOT/"experiments"/"fair.json").validate()
     assert c.n_eval_problems >= 500 and 0 < c.eval_every <= 5 and 0 < c.eval_subset < c.n_eval_problems
     assert c.max_gold_pairs_per_problem <= 1 and c.snr_every and c.snr_every <= 5
-    # the curriculum can reach its last stratum within the budget: a refresh at step 1 and one per later unlock
-    assert c.steps // c.refresh_every >= c.n_strata + 1 and len(c.levels) == c.n_strata
+    assert_curriculum_can_reach_its_last_stratum(c)
     ev = make_problems(c.n_eval_problems, levels=c.eval_levels or c.levels, split="eval", seed=c.data_seed)
     tr = make_problems(c.n_train_problems, levels=c.levels, seed=c.data_seed)
     assert len({p["question"] for p in ev}) == c.n_eval_problems and len({p["question"] for p in tr}) == c.n_train_problems
@@ -53,9 +56,9 @@ def test_fair_experiment_preset_meets_what_a_fair_comparison_needs():
     assert "experiments/fair.json" in script and "--label-noise 0.2" in script and "NOISY_SEEDS:-3" in script and "--target" in script
     for arm in ("sage", "uniform", "sage_random_order", "sage_no_filter", "sage_no_curriculum", "margin_greedy"): assert arm in script
 
-def test_default_run_can_move_its_curriculum_and_trains_mostly_on_policy_pairs():
+def test_default_run_can_move_its_curriculum_and_caps_gold_pairs():
     "The default run (what `make run` trains) refreshes often enough to unlock every stratum and caps gold pairs at one a problem."
     from sage_nb.config import Config
     c = Config().validate()
-    assert len(c.levels) == c.n_strata and c.steps // c.refresh_every >= c.n_strata + 1
+    assert_curriculum_can_reach_its_last_stratum(c)
     assert c.max_gold_pairs_per_problem <= 1 and c.snr_every and c.snr_draws >= 3
