@@ -12,8 +12,8 @@ from . import checkpoint as ckpt
 from .runlog import read_jsonl
 
 # %% auto #0
-__all__ = ['PAIR_KEYS', 'STAGES', 'cache_key', 'fresh_run_dir', 'get_problems', 'get_pairs', 'pair_table', 'is_base_model',
-           'held_out_eval', 'stage_line', 'selection_line', 'run', 'eval_adapter']
+__all__ = ['PAIR_KEYS', 'STAGES', 'cache_key', 'sampler_tag', 'pair_cache_name', 'fresh_run_dir', 'get_problems', 'get_pairs',
+           'pair_table', 'is_base_model', 'held_out_eval', 'stage_line', 'selection_line', 'run', 'eval_adapter']
 
 # %% ../nbs/21_pipeline.ipynb #01616a98
 PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperature", "max_new_tokens",
@@ -22,6 +22,19 @@ PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperatur
 def cache_key(cfg: Config, keys=PAIR_KEYS) -> str:
     "A short hash of the config fields that determine a cached artefact."
     return content_hash(json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True, default=str))
+
+def sampler_tag(model) -> str:
+    "How `model` computes, when that is not full precision on a CPU: device, dtype and 4/8-bit weights (e.g. `cuda-bfloat16-nf4`)."
+    from sage_nb.dpo import _unwrap
+    base, p = _unwrap(model), next(model.parameters())
+    bits = "nf4" if getattr(base, "is_loaded_in_4bit", False) else "int8" if getattr(base, "is_loaded_in_8bit", False) else ""
+    tag = "-".join(x for x in (p.device.type, str(p.dtype).removeprefix("torch."), bits) if x)
+    return "" if tag == "cpu-float32" else tag
+
+def pair_cache_name(cfg: Config, model) -> str:
+    "File name of the pairs `model` samples under `cfg`: the config's key, plus `sampler_tag` when it is not empty."
+    tag = sampler_tag(model)
+    return f"pairs-{cache_key(cfg)}{'-' + tag if tag else ''}.parquet"
 
 # %% ../nbs/21_pipeline.ipynb #0c0808db
 def fresh_run_dir(out_dir) -> Path:
@@ -42,14 +55,14 @@ def get_problems(cfg: Config, split: str) -> list[dict]:
     return data.load_problems(cfg.problems, n=n, levels=levels, seed=cfg.data_seed, split=split)
 
 def get_pairs(cfg: Config, model, tokenizer):
-    "The pair set: a ready preference file, or pairs sampled on-policy (cached by `cache_key`)."
+    "The pair set: a ready preference file, or pairs sampled on-policy (cached by `pair_cache_name`)."
     from sage_nb import data, rollout
     from sage_nb.models import cache_dir
     if cfg.pairs:
         ds, skipped = data.load_preferences(cfg.pairs, tokenizer, max_length=cfg.max_length, on_bad="skip")
         if skipped: _log(f"skipped {skipped} malformed preference rows of {cfg.pairs}: {skipped.summary()}")
         return ds
-    path = cache_dir()/"pairs"/f"pairs-{cache_key(cfg)}.parquet"
+    path = cache_dir()/"pairs"/pair_cache_name(cfg, model)
     if path.exists():
         _log(f"reusing sampled pairs {path}")
         return rollout.load_pairs(path)
