@@ -1,6 +1,6 @@
 """Sampling and greedy-evaluation throughput: sage_nb's KV-cache loop vs `model.generate`, same prompts, one run.
 
-    .venv/bin/python bench/bench_rollout.py [--per-level 8] [--levels 0 1] [--k 4] [--max-new-tokens 64]
+    .venv/bin/python bench/bench_rollout.py [--per-level 32] [--levels 0 1] [--k 4] [--max-new-tokens 64]
                                             [--batch-size 32] [--threads 1] [--lora] [--tiny]
 
 Both paths get the same prompts, the same token budget, the same rows in flight (`--batch-size`: prompts x k
@@ -79,12 +79,14 @@ def report(res):
           f"{cpu['kv_loop'] / cpu['generate']:.2f}x CPU time")
     print(f"  generate decoded {steps} row-steps for {res['generate'][0]} useful tokens: at equal rows in flight, dropping "
           f"finished rows can save at most {steps / max(res['generate'][0], 1):.2f}x (if a step's cost were proportional to its rows)")
+    print(f"  the loop's useful tokens per CPU second are {cpu['kv_loop'] / (steps / res['generate'][2]):.2f} of the row-steps "
+          f"generate decodes per CPU second ({steps / res['generate'][2]:.1f}/s)")
     return cpu["kv_loop"] / cpu["generate"]
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--per-level", type=int, default=8, help="prompts per level")
+    ap.add_argument("--per-level", type=int, default=32, help="prompts per level")
     ap.add_argument("--levels", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=32, help="rows in flight (prompts x k), both paths")

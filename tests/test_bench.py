@@ -50,6 +50,8 @@ def test_rollout_bench_tiny_runs_and_prints_goals(capsys):
         assert f"GOAL {name} {r:.2f} 3.0 {'PASS' if r >= 3 else 'FAIL'}" in out
     bounds = [float(b) for b in re.findall(r"can save at most ([0-9.]+)x", out)]   # generate's row-steps per useful token
     assert len(bounds) == 2 and all(b >= 1 for b in bounds), out
+    shares = [float(x) for x in re.findall(r"useful tokens per CPU second are ([0-9.]+) of the row-steps", out)]
+    assert len(shares) == 2 and all(x > 0 for x in shares), out
 
 
 def test_rollout_bench_counts_useful_tokens():
