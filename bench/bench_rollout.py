@@ -11,7 +11,7 @@ paths decode the same kind of sequences; greedy outputs of the two paths are com
 Tokens/s are given per wall-clock second and per second of this process's CPU time; the GOAL ratios use
 CPU time, which other jobs on a shared machine do not inflate (with one torch thread it is the compute spent).
 It also prints the row-steps `generate` decoded per useful token: at equal rows in flight, the most that
-dropping finished rows can save (on a CPU a decode step of fewer rows is not proportionally cheaper, so less).
+dropping finished rows can save of the decoding (on a CPU a decode step of fewer rows is not proportionally cheaper, so less).
 `--tiny` runs a random tiny model in seconds (it checks the script, its numbers mean nothing).
 The last lines read `GOAL <name> <ratio> 3.0 PASS|FAIL`.
 """
@@ -78,7 +78,8 @@ def report(res):
     print(f"  ratio kv_loop / generate = {wall['kv_loop'] / wall['generate']:.2f}x wall, "
           f"{cpu['kv_loop'] / cpu['generate']:.2f}x CPU time")
     print(f"  generate decoded {steps} row-steps for {res['generate'][0]} useful tokens: at equal rows in flight, dropping "
-          f"finished rows can save at most {steps / max(res['generate'][0], 1):.2f}x (if a step's cost were proportional to its rows)")
+          f"finished rows can save at most {steps / max(res['generate'][0], 1):.2f}x of the decoding (if a step's cost were "
+          f"proportional to its rows; prefill is saved besides: the loop runs each prompt once for its k rows)")
     print(f"  the loop's useful tokens per CPU second are {cpu['kv_loop'] / (steps / res['generate'][2]):.2f} of the row-steps "
           f"generate decodes per CPU second ({steps / res['generate'][2]:.1f}/s)")
     return cpu["kv_loop"] / cpu["generate"]

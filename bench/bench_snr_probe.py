@@ -3,13 +3,16 @@
     .venv/bin/python bench/bench_snr_probe.py [--batch-size 8] [--repeats 2] [--tiny]
 
 Uses the default run's pair set (`sage-nb run` samples and caches it; this reuses the cache) and the embedded model with
-a non-zero adapter. Timed in the same process, interleaved, on the same batches:
+a non-zero adapter. Timed in the same process, interleaved, on the same batches, each drawn from the whole set as the
+probe draws its uniform batches (`probe.uniform_batch`): mixed lengths, as the probe sees them. Which of the two ways
+of getting both terms is cheaper depends on the batches (their lengths, how much a pair's two sequences share), and
+the two are close: the script prints their ratio, and the GOAL line reports the trainer's way.
 
 - one pair per pass (`probe.per_pair_grads_loop`, the fallback), whole objective only;
 - one batched pass with per-sample-gradient hooks on the LoRA layers (`probe.per_pair_grads_batched`), whole
-  objective only, and whole objective + DPO term (two backwards from one forward: what the trainer's probe runs
-  per batch);
-- the same two terms from one forward of the 2B whole sequences and one backward (`probe.per_pair_grads_by_sequence`);
+  objective only, and whole objective + DPO term (two backwards from one forward);
+- the same two terms from one forward of the 2B whole sequences and one backward (`probe.per_pair_grads_by_sequence`:
+  what the trainer's probe runs per batch);
 - a training step on the same batch: forward, backward of the mean loss, and an AdamW step (lr 0, so the
   parameters stay put and every way sees the same ones).
 
@@ -24,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sage_nb.config import Config
 from sage_nb.pairstore import PairStore
-from sage_nb.probe import per_pair_grads_loop, per_pair_grads_batched, per_pair_grads_by_sequence, per_sequence_forward
+from sage_nb.probe import uniform_batch, per_pair_grads_loop, per_pair_grads_batched, per_pair_grads_by_sequence, per_sequence_forward
 from bench_scoring import policy_and_pairs
 
 TARGET = 1.0
@@ -61,7 +64,7 @@ def main(argv=None):
             "training step": train_stepper(model, forward, params)}
     t = dict.fromkeys(ways, 0.0); worst = 0.0; tokens = [0, 0]; padded = [0, 0]
     for r in range(a.repeats + 1):                     # the first round warms up and is not timed
-        ids = all_ids[r*a.batch_size:(r + 1)*a.batch_size]
+        ids = uniform_batch(all_ids, a.batch_size, cfg.seed, r)   # drawn as the probe's uniform batches are
         if r:                                          # tokens run by sequence (2B whole rows) and with the shared prefix once
             b = store.batch(ids); am, S = b["attention_mask"], b["shared_lens"]
             whole = int(am.sum()); tokens[0] += whole; tokens[1] += whole - int(S.sum())
@@ -78,7 +81,7 @@ def main(argv=None):
     print(f"model: {'tiny' if a.tiny else cfg.model}, cpu, {torch.get_num_threads()} threads, load average "
           f"{os.getloadavg()[0]:.1f} (2 cores shared: timings are only comparable on an otherwise idle machine)")
     for name, s in t.items(): print(f"{name:26s} {s / a.repeats:6.2f} s per batch of {a.batch_size}  ({s / ts:.2f} training steps)")
-    probe_s = t["batched, objective + DPO"]            # the way the trainer probes (see `Trainer._snr_probe`)
+    probe_s = t["by sequence, objective + DPO"]        # the way the trainer probes (see `Trainer._snr_probe`)
     ratio = probe_s / ts
     print(f"one pair per pass / batched (objective) = {t['one pair per pass'] / t['batched, objective']:.2f}   "
           f"max relative difference of a pair's gradient {worst:.1e}   ({a.repeats} timed batches)")
@@ -86,8 +89,8 @@ def main(argv=None):
           f"step): {tokens[0] / max(tokens[1], 1):.2f}x. Both terms need each sequence's gradient apart, which a shared prefix mixes, "
           f"so that ratio is the by-sequence way's floor against a training step")
     print(f"with padding: {padded[0]} by sequence, {padded[1]} with the shared prefix: {padded[0] / max(padded[1], 1):.2f}x")
-    print(f"by sequence / batched (objective + DPO) = {t['by sequence, objective + DPO'] / t['batched, objective + DPO']:.2f}: the "
-          f"trainer probes the batched way")
+    print(f"by sequence / batched (objective + DPO) = {t['by sequence, objective + DPO'] / t['batched, objective + DPO']:.2f} "
+          f"(the trainer probes by sequence)")
     print(f"a probe differentiates 1 + snr_draws = {1 + cfg.snr_draws} batches, both terms (the trainer's way): {(1 + cfg.snr_draws) * ratio:.1f} training steps "
           f"per probe (was {(1 + cfg.snr_draws) * 2 * t['one pair per pass'] / ts:.1f} with the loop)")
     print(f"GOAL snr_probe_vs_train_step {ratio:.2f} {TARGET} {'PASS' if ratio <= TARGET else 'FAIL'}")

@@ -281,9 +281,10 @@ def _snr_probe(self, step, ids, reason="every"):
     pool = self.selector.pool_ids()
     t = self.store.table()
     t0 = time.perf_counter()
-    cfg = self.cfg      # both terms from the training forward (shared prefix) and one backward each: the cheaper way measured
+    cfg = self.cfg      # two terms (alpha_nll > 0): both from one backward per batch, by sequence (`sage_nb.probe`)
+    seq = probe.per_sequence_forward(self.store, self.model, self.compute_loss) if cfg.alpha_nll and cfg.loss_type != "sft" else None
     row = probe.snr_probe(self.model, self.forward, self.params, ids, pool, cfg.seed, step, draws=cfg.snr_draws,
-                          problem_of=dict(zip(t.pair_id, t.problem_id)), reason=reason)
+                          problem_of=dict(zip(t.pair_id, t.problem_id)), reason=reason, seq_forward=seq)
     self.timers["snr_s"] += time.perf_counter() - t0
     return self.events.write("snr", [row], "snr")[0]
 
