@@ -11,7 +11,11 @@ paths decode the same kind of sequences; greedy outputs of the two paths are com
 Tokens/s are given per wall-clock second and per second of this process's CPU time; the GOAL ratios use
 CPU time, which other jobs on a shared machine do not inflate (with one torch thread it is the compute spent).
 It also prints the row-steps `generate` decoded per useful token: at equal rows in flight, the most that
-dropping finished rows can save of the decoding (on a CPU a decode step of fewer rows is not proportionally cheaper, so less).
+dropping finished rows can save of the decoding (the loop also prefills each prompt once for its k rows), and the
+loop's useful tokens per CPU second as a share of the row-steps `generate` decodes per CPU second: near 1, the loop
+spends on a useful token what `generate` spends on any row-step, and what is left is the model's forward itself.
+The default 32 prompts a level give greedy evaluation more prompts than rows in flight, as an evaluation has
+(100 problems in batches of 32), so the loop refills its rows as it does there.
 `--tiny` runs a random tiny model in seconds (it checks the script, its numbers mean nothing).
 The last lines read `GOAL <name> <ratio> 3.0 PASS|FAIL`.
 """

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from .runlog import LOGS, jsonable
+from .models import weight_bits
 
 _log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def save_merged(model, path, tokenizer=None):
     path = Path(path)
     if is_peft(model):
         base = model.get_base_model()
-        if getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False):
+        if weight_bits(base):
             merged = _merge_from_full_precision(model)
         else: merged = copy.deepcopy(model).merge_and_unload()
     else: merged = copy.deepcopy(model)

@@ -10,8 +10,8 @@ import torch
 
 # %% auto #0
 __all__ = ['GGUF_PACKAGE', 'GGUF_FILE', 'DEFAULT_NAME', 'pick_device', 'cache_dir', 'embedded_gguf', 'default_model_path',
-           'resolve_model', 'check_chat_template', 'load_tokenizer', 'chat_prompt', 'tiny_model', 'add_lora',
-           'reference_mode', 'load_policy']
+           'resolve_model', 'check_chat_template', 'load_tokenizer', 'chat_prompt', 'tiny_model', 'weight_bits',
+           'add_lora', 'reference_mode', 'load_policy']
 
 # %% ../nbs/01_models.ipynb #8a53c185
 class _DropKernelsNotice(logging.Filter):
@@ -135,10 +135,15 @@ def tiny_model(lora: bool = True, seed: int = 0, hidden: int = 64, layers: int =
     return model, tok
 
 # %% ../nbs/01_models.ipynb #973401c5
+def weight_bits(model) -> int:
+    "4 or 8 when `model` (or the base under its peft wrapper) holds bitsandbytes 4- or 8-bit weights, else 0."
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return 4 if getattr(base, "is_loaded_in_4bit", False) else 8 if getattr(base, "is_loaded_in_8bit", False) else 0
+
 def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules="all-linear", seed: int = 0):
     "Wrap `model` in a peft LoRA adapter whose initial weights depend only on `seed`; only the adapter trains."
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+    if weight_bits(model):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM")
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():   # the adapter's init: from `seed` alone, the caller's RNG untouched

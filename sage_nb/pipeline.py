@@ -24,11 +24,10 @@ def cache_key(cfg: Config, keys=PAIR_KEYS) -> str:
     return content_hash(json.dumps({k: getattr(cfg, k) for k in keys}, sort_keys=True, default=str))
 
 def sampler_tag(model) -> str:
-    "How `model` computes, when that is not full precision on a CPU: device, dtype and 4/8-bit weights (e.g. `cuda-bfloat16-nf4`)."
-    from sage_nb.dpo import _unwrap
-    base, p = _unwrap(model), next(model.parameters())
-    bits = "nf4" if getattr(base, "is_loaded_in_4bit", False) else "int8" if getattr(base, "is_loaded_in_8bit", False) else ""
-    tag = "-".join(x for x in (p.device.type, str(p.dtype).removeprefix("torch."), bits) if x)
+    "How `model` computes, when that is not full precision on a CPU: device, dtype and 4/8-bit weights (e.g. `cuda-bfloat16-4bit`)."
+    from sage_nb.models import weight_bits
+    p, bits = next(model.parameters()), weight_bits(model)
+    tag = "-".join(x for x in (p.device.type, str(p.dtype).removeprefix("torch."), f"{bits}bit" if bits else "") if x)
     return "" if tag == "cpu-float32" else tag
 
 def pair_cache_name(cfg: Config, model) -> str:

@@ -27,7 +27,7 @@ def _model_part(model) -> str:
     cfg = base.config.to_dict() if hasattr(base, "config") else {}
     d = {k: v for k, v in cfg.items() if k not in _VOLATILE}
     d["name"] = getattr(base.config, "name_or_path", "") if hasattr(base, "config") else ""
-    d["quantized"] = bool(getattr(base, "is_loaded_in_4bit", False) or getattr(base, "is_loaded_in_8bit", False))
+    d["quantized"] = bool(models.weight_bits(base))
     named = [(n, p) for n, p in base.named_parameters() if "lora_" not in n]
     sums = []
     with torch.no_grad():
