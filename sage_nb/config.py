@@ -25,10 +25,22 @@ class Config:
     lora_r: int = _knob(16, "LoRA rank of the trained adapter")
     lora_alpha: int = _knob(32, "LoRA scale numerator (updates are scaled by lora_alpha/lora_r)")
     lora_dropout: float = _knob(0.0, "dropout on the LoRA branch")
+    lora_target_modules: str = _knob("all-linear", '"all-linear" or comma-separated module names (e.g. q_proj,v_proj), as PEFT\'s target_modules')
     device: str = _knob("auto", '"auto", "cpu", "cuda", "cuda:1", ...')
+    precision: str = _knob("auto", '"auto" (fp32 on CPU; bf16 on CUDA capability >= 8.0; fp16 with loss scaling below), "bf16", "fp16" or "fp32"')
+    gradient_checkpointing: str = _knob("auto", '"auto" (on for CUDA, off on CPU), "true" or "false": recompute activations in backward to save memory')
+    attn_implementation: str = _knob("", 'attention kernel passed to from_pretrained ("eager", "sdpa", "flash_attention_2"; empty: transformers\' default)')
+    revision: str = _knob("", "model revision (branch, tag or commit) on the hub; empty: the default branch")
+    trust_remote_code: bool = _knob(False, "run modelling code shipped with the model (off unless you trust its author)")
+    generation_batch_size: int = _knob(32, "rows in flight when sampling solutions and during greedy evaluation (lower it if generation runs out of memory)")
     # --- problems and pairs
-    problems: str = _knob("default", '"default" (reasoning-gym levels), or a GSM8K/MATH file or hub id')
-    pairs: str = _knob("", "a ready preference set (JSON/JSONL/Parquet or hub id); skips rollout")
+    problems: str = _knob("default", '"default" (reasoning-gym levels), a file (JSON/JSONL/Parquet/CSV), a save_to_disk folder or a hub id: SOURCE[:CONFIG][@SPLIT], e.g. openai/gsm8k:main@train')
+    eval_problems: str = _knob("", "held-out problems, same syntax as problems (empty: a held-out split of the problems' source)")
+    pairs: str = _knob("", "a ready preference set (file, save_to_disk folder or hub id, SOURCE[:CONFIG][@SPLIT]); skips rollout")
+    pairs_columns: str = _knob("", "column mapping for a preference set or problems file, e.g. prompt=instruction,chosen=good,rejected=bad")
+    pair_strata: str = _knob("auto", '"auto" (difficulty or pass_rate when the rows have them, else the reference margins), "difficulty", "reference_margin" or "none"')
+    answer_format: str = _knob("auto", '"auto" (from the source: \\boxed{} for MATH-style, #### otherwise), "####" or "boxed"')
+    prompt_template: str = _knob("", "user turn for a problem, with {question} (and optionally {instruction}); empty: the question and the answer format's instruction")
     levels: tuple = _knob((4, 5, 6), "embedded difficulty levels the default problems come from (comma-separated)")
     n_train_problems: int = _knob(128, "problems sampled on-policy to build training pairs")
     n_eval_problems: int = _knob(100, "held-out problems for greedy accuracy (0: no evaluation)")
@@ -83,6 +95,7 @@ class Config:
     checkpoint_every: int = _knob(10, "steps between checkpoints")
     nan_patience: int = _knob(3, "non-finite losses in a row after which the run stops")
     out_dir: str = _knob("runs/sage", "run folder (a taken one gets the next free suffix)")
+    report_to: str = _knob("none", 'experiment trackers through accelerate: "none", "all", or comma-separated names (tensorboard, wandb, ...)')
 
     def replace(self, **kw):
         "A copy with `kw` changed; unknown names are an error, not a silent no-op."
@@ -120,14 +133,16 @@ class Config:
 # %% ../nbs/00_config.ipynb #c0f1a002
 _AT_LEAST_1 = ("lora_r lora_alpha n_train_problems k max_new_tokens max_pairs_per_problem max_length max_prompt_length "
                "steps batch_size grad_accum score_batch_size refresh_every n_strata plateau_refreshes pool_factor "
-               "record_len nan_patience snr_draws").split()
+               "record_len nan_patience snr_draws generation_batch_size").split()
 _AT_LEAST_0 = "n_eval_problems eval_subset max_gold_pairs_per_problem data_seed warmup_steps seed snr_every eval_every checkpoint_every retire_after".split()
 _ABOVE_0 = "beta lr max_grad_norm delta_rel".split()
 _NOT_NEGATIVE = "temperature alpha_nll weight_decay eps0 eps_flip u_band s_min u_conf plateau_gain".split()
 _SHARES = dict(lora_dropout=(0, 1, "[0, 1)"), label_smoothing=(0, 0.5, "[0, 0.5)"), label_noise=(0, 1.0001, "[0, 1]"),
                competence_target=(0, 1.0001, "[0, 1]"), w_new=(0, 1.0001, "[0, 1]"))
 _CHOICES = dict(quantize=("auto", "nf4", "none"), loss_type=("sigmoid", "ipo", "robust", "sft"),
-                scheduler=("cosine", "linear", "constant"))
+                scheduler=("cosine", "linear", "constant"), precision=("auto", "bf16", "fp16", "fp32"),
+                gradient_checkpointing=("auto", "true", "false"), answer_format=("auto", "####", "boxed"),
+                pair_strata=("auto", "difficulty", "reference_margin", "none"))
 
 def _name(f): return f"{f} (--{f.replace('_', '-')})"
 
@@ -137,8 +152,9 @@ def _check_types(cfg):
         v, t = getattr(cfg, f.name), str(f.type)
         ok = dict(int=isinstance(v, int) and not isinstance(v, bool), str=isinstance(v, str),
                   float=isinstance(v, (int, float)) and not isinstance(v, bool),
-                  tuple=isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)).get(t, True)
-        kind = dict(int="a whole number", float="a number", str="text", tuple="a list of whole numbers")[t] if not ok else ""
+                  tuple=isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v),
+                  bool=isinstance(v, bool)).get(t, True)
+        kind = dict(int="a whole number", float="a number", str="text", tuple="a list of whole numbers", bool="true or false")[t] if not ok else ""
         if not ok: raise ValueError(f"{_name(f.name)} must be {kind}, got {type(v).__name__} {v!r}")
     return cfg
 
