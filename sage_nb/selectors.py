@@ -16,7 +16,7 @@ from .curriculum import Curriculum, assign_strata, largest_remainder
 # %% auto #0
 __all__ = ['SELECTORS', 'Selector', 'register_selector', 'make_selector', 'StreamSelector', 'UniformSelector',
            'EasyToHardSelector', 'RandomSelector', 'PoolView', 'PoolSelector', 'SageSelector', 'SageNoCurriculum',
-           'SageNoFilter', 'SageRandomOrder', 'MarginGreedy', 'SmallMargin', 'BetaDPO']
+           'SageNoFilter', 'SageRandomOrder', 'MarginGreedy', 'SmallMargin', 'BetaDPO', 'SageRobust']
 
 # %% ../nbs/09_selectors.ipynb #05b6a2d9
 class Selector:
@@ -352,3 +352,35 @@ class BetaDPO(_Baseline):
         w = torch.exp(-(v.u - mu)**2 / (2*sd**2)).clamp_min(1e-300)
         U = torch.from_numpy(self.rng.random(len(v.u))).clamp_min(1e-300)
         return torch.log(U) / w
+
+# %% ../nbs/09_selectors.ipynb #3d8365a9
+@register_selector("sage_robust")
+class SageRobust(SageSelector):
+    "SAGE that sets aside a pair still a confident error (u < −u_conf) after it was trained `suspect_after` times."
+    suspect_after = 1
+
+    def _setup(self):
+        super()._setup(); self.n_trained, self._suspects = np.zeros(len(self.ids), np.int64), []
+
+    def observe(self, step, pair_ids, stats):
+        super().observe(step, pair_ids, stats)
+        np.add.at(self.n_trained, np.array([self.index[str(p)] for p in pair_ids], np.int64), 1)
+
+    def suspects(self, v: PoolView) -> torch.Tensor:
+        "Pool pairs trained `suspect_after` times whose newest margin, measured since, is still a confident error."
+        since = ~torch.from_numpy(self.tracker.trained[v.idx])               # newest entry taken after the update
+        done = torch.from_numpy(self.n_trained[v.idx] >= self.suspect_after)
+        return done & since & (v.u < -self.cfg.u_conf)
+
+    def filter(self, v):
+        code, sus = super().filter(v), self.suspects(v)
+        code[sus] = UNSTABLE; self._suspects = [self.ids[i] for i in v.idx[sus.numpy()]]
+        return code
+
+    def _refresh(self, step):
+        self._suspects = []
+        super()._refresh(step)
+        if self._suspects: self._event(step, "suspect", pair_ids=self._suspects, n=len(self._suspects))
+
+    def _extra_state(self): return {**super()._extra_state(), "n_trained": self.n_trained.tolist()}
+    def _load_extra(self, d): super()._load_extra(d); self.n_trained = np.array(d["n_trained"], np.int64)

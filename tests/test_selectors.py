@@ -11,7 +11,7 @@ from sage_nb.models import tiny_model, chat_prompt
 from sage_nb.selectors import SELECTORS, make_selector
 
 NAMES = ["uniform", "random", "margin_greedy", "small_margin", "beta_dpo", "easy_to_hard",
-         "sage", "sage_no_curriculum", "sage_no_filter", "sage_random_order"]
+         "sage", "sage_no_curriculum", "sage_no_filter", "sage_random_order", "sage_robust"]
 REFRESH_KEYS = {"step", "kind", "pool_by_stratum", "competence", "competence_n", "competence_low_n", "unlocked", "retired_total",
                 "counts", "score_s", "scored"}
 ROW_KEYS = {"step", "pair_id", "stratum", "u", "s", "c", "energy", "z", "class", "std", "origin"}
