@@ -13,7 +13,8 @@ from .pipeline import run, _log, STAGES
 # %% auto #0
 __all__ = ['TIMERS', 'curve_accuracy', 'steps_to_target', 'pair_budget', 'budget_line', 'finished_runs', 'compare_table',
            'markdown_table', 'versus_table', 'versus_markdown', 'timing_table', 'timing_markdown', 'budget_by_run',
-           'budget_table', 'budget_markdown', 'noise_cost_table', 'noise_markdown', 'compare']
+           'budget_table', 'budget_markdown', 'noise_cost_table', 'noise_markdown', 'regime_map', 'beats_both',
+           'regime_markdown', 'compare']
 
 # %% ../nbs/22_compare.ipynb #f57f490d
 def curve_accuracy(row) -> float:
@@ -301,6 +302,41 @@ def noise_markdown(df) -> str:
         d, p = _fmt_versus(r)
         each = ", ".join(f"s{k} {v:+.3f}" for k, v in r["lost_by_seed"].items()) or "–"
         lines.append(f"| {r['arm']} | {r['seeds']} ({r['paired_seeds']}) | {_fmt(r['clean_acc'], '.3f')} | {_fmt(r['noisy_acc'], '.3f')} | {d} | {each} | {p} |")
+    return "\n".join(lines)
+
+# %% ../nbs/22_compare.ipynb #7e6944f4
+def regime_map(regimes: dict, runs: dict | None = None):
+    "One row per (regime, arm): final accuracy over seeds and the paired difference from uniform and from sft ({regime: root})."
+    import pandas as pd
+    rows = []
+    for regime, root in regimes.items():
+        rs = (runs or {}).get(regime) or finished_runs(root)[0]
+        by, acc = _by_arm(rs, _verdicts), _by_arm(rs, lambda r: (_final_eval(r) or {}).get("accuracy", float("nan")))
+        for arm in sorted(by, key=lambda a: (a not in ("uniform", "sft"), a)):
+            m, sd, n = _mean_std(list(acc[arm].values()))
+            row = dict(regime=regime, arm=arm, seeds=len(by[arm]), final_acc=m, final_acc_std=sd)
+            for base in ("uniform", "sft"):
+                v = _versus(by[arm], by[base]) if base in by and base != arm else _versus({}, {})
+                row.update({f"{k}_vs_{base}": x for k, x in v.items()})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+def beats_both(df) -> list:
+    "(regime, arm) of the rows whose 95% interval against uniform DPO and against the SFT-only control is above zero."
+    ok = (df["diff_low_vs_uniform"] > 0) & (df["diff_low_vs_sft"] > 0)
+    return list(zip(df.loc[ok, "regime"], df.loc[ok, "arm"]))
+
+def regime_markdown(df) -> str:
+    "`regime_map` as one markdown table."
+    def vs(r, b):
+        d, p = _fmt_versus(dict(paired_seeds=r[f"paired_seeds_vs_{b}"], diff=r[f"diff_vs_{b}"], diff_low=r[f"diff_low_vs_{b}"],
+                                diff_high=r[f"diff_high_vs_{b}"], mcnemar_p=r[f"mcnemar_p_vs_{b}"]))
+        return f"{d} ({r[f'paired_seeds_vs_{b}']} seeds; p {p})" if d != "–" else "–"
+    lines = ["| regime | arm | seeds | final held-out accuracy | minus uniform DPO [95% CI] | minus SFT-only [95% CI] |",
+             "|---|---|---|---|---|---|"]
+    for _, r in df.iterrows():
+        lines.append(f"| {r['regime']} | {r['arm']} | {r['seeds']} | {_fmt(r['final_acc'], '.3f')} ± {_fmt(r['final_acc_std'], '.3f')} "
+                     f"| {vs(r, 'uniform')} | {vs(r, 'sft')} |")
     return "\n".join(lines)
 
 # %% ../nbs/22_compare.ipynb #f024bdf5

@@ -62,3 +62,18 @@ def test_default_run_can_move_its_curriculum_and_caps_gold_pairs():
     c = Config().validate()
     assert_curriculum_can_reach_its_last_stratum(c)
     assert c.max_gold_pairs_per_problem <= 1 and c.snr_every and c.snr_draws >= 3
+
+def test_regime_presets_and_script():
+    "The data-limited preset differs from the fair one only in its budget, and regimes.sh runs every arm of the map."
+    import json
+    from sage_nb.config import Config
+    fair, lim = (json.loads((ROOT/"experiments"/f).read_text()) for f in ("fair.json", "data_limited.json"))
+    c = Config.from_json(ROOT/"experiments"/"data_limited.json").validate()
+    assert {k for k in fair.keys() | lim.keys() if fair.get(k) != lim.get(k)} == {"n_train_problems", "steps"}
+    assert c.n_train_problems < Config.from_json(ROOT/"experiments"/"fair.json").n_train_problems and c.steps * c.batch_size >= 240
+    assert_curriculum_can_reach_its_last_stratum(c)
+    script = (ROOT/"experiments"/"regimes.sh").read_text()
+    for part in ("fair.json", "data_limited.json", "--label-noise 0.2", "SEEDS:-4", "NOISY_SEEDS:-3", "sage_robust", "margin_greedy",
+                 "regime_map", "beats_both"):
+        assert part in script, part
+    assert "--no-sft-control" not in script           # every regime keeps its SFT-only control
