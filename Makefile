@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-$(shell cat settings.ini setup.py | sha1sum | cut -c1-12)
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test test-slow bench bench-tiny clean-venv dist
+.PHONY: setup run test test-slow bench bench-tiny clean-venv dist gpu-check
 
 $(STAMP): settings.ini setup.py
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -47,3 +47,10 @@ dist: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# One prepared check on a machine with one CUDA GPU (tools/gpu_check.py: precision per device, 4-bit memory,
+# checkpoint and resume, greedy sampling against generate); without CUDA it says so and exits 0. No setup step: a
+# GPU machine may have only torch, transformers, peft and accelerate (the script lists what else it needs), so it
+# runs with .venv's python when there is one, else python3.
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python3) tools/gpu_check.py $(ARGS)

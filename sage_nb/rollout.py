@@ -7,21 +7,28 @@ from __future__ import annotations
 import copy, logging, os, random, re, time
 from pathlib import Path
 import torch
+from .config import Config
 from .data import (INSTRUCTION, check_answer, format_prompt, make_pair, pairs_dataset, validate_pairs)
+from .models import end_of_turn_ids
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'model_device', 'kv_generate', 'greedy_generate', 'sample_solutions', 'problem_record', 'pairs_from_record',
-           'build_pairs', 'save_pairs', 'load_pairs']
+__all__ = ['log', 'GENERATION_BATCH_SIZE', 'model_device', 'kv_generate', 'greedy_generate', 'sample_solutions', 'problem_record',
+           'pairs_from_record', 'build_pairs', 'save_pairs', 'load_pairs']
 
 # %% ../nbs/03_rollout.ipynb #92a102e7
 def model_device(model) -> torch.device:
     "The device of the model's parameters (works for peft and 4-bit models)."
     return next(model.parameters()).device
 
+GENERATION_BATCH_SIZE = Config.generation_batch_size
+
 def _stop_ids(tokenizer, model=None) -> set:
+    "eos, the model's own stop tokens, and the chat template's end of turn when that is one special token."
     ids = {tokenizer.eos_token_id}
+    eot = end_of_turn_ids(tokenizer)
+    if eot and eot[0] in set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {})): ids.add(eot[0])
     gc = getattr(model, "generation_config", None)
     e = getattr(gc, "eos_token_id", None) if gc is not None else None
     ids |= set(e if isinstance(e, (list, tuple)) else [e] if e is not None else [])
@@ -79,6 +86,19 @@ class _Rows:
         for a in self._vecs()[1:]: setattr(self, a, torch.cat([getattr(self, a), getattr(o, a)]))
         return self
 
+def _full_cache():
+    "A KV cache whose every layer keeps all columns (no sliding-window layers), so rows can be padded and merged."
+    from transformers import DynamicCache
+    return DynamicCache()
+
+def _sliding_window(model) -> int | None:
+    "The model's attention window when some of its layers use one, else None."
+    cfg = getattr(model, "config", None)
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    w, types = getattr(cfg, "sliding_window", None), getattr(cfg, "layer_types", None)
+    if w is None or getattr(cfg, "use_sliding_window", True) is False: return None
+    return w if types is None or "sliding_attention" in types else None
+
 def _prefill(model, enc, idx, n, pad, dev, prefix=None) -> _Rows:
     "Prefill prompts `idx` (token lists `enc`) in one forward, each repeated `n` times; `prefix`: (P, cache of the shared first P tokens)."
     P, pc = prefix or (0, None)
@@ -86,8 +106,8 @@ def _prefill(model, enc, idx, n, pad, dev, prefix=None) -> _Rows:
     ids = torch.tensor([[pad] * (L + P - len(enc[i])) + enc[i][P:] for i in idx], device=dev)
     mask = torch.tensor([[1] * P + [0] * (L + P - len(enc[i])) + [1] * (len(enc[i]) - P) for i in idx], device=dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]
-    cache = None
     if pc is not None: cache = copy.deepcopy(pc); cache.batch_repeat_interleave(len(idx))
+    else: cache = _full_cache()
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
     rows = (torch.tensor(idx, device=dev)[:, None] * n + torch.arange(n, device=dev)).flatten()
     r = _Rows(out.cache, mask, pos[:, -1], rows, out.logits[:, -1].float())
@@ -100,7 +120,7 @@ def _prefill(model, enc, idx, n, pad, dev, prefix=None) -> _Rows:
 @torch.inference_mode()
 def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens: int = 96, temperature: float = 0.0,
                 top_p: float = 1.0, generator: torch.Generator | None = None, stop_after_answer: bool = True,
-                stats: dict | None = None, batch_size: int = 32, on_rows_done=None) -> list[list[int]]:
+                stats: dict | None = None, batch_size: int = GENERATION_BATCH_SIZE, on_rows_done=None) -> list[list[int]]:
     "Generated token ids for each prompt, `n` rows per prompt (prompt-major), without the end token; `batch_size` rows in flight."
     if not prompts: return []
     dev, pad = model_device(model), tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -117,8 +137,10 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
         return new if b is None else b.merge(new)
     was_training = model.training; model.eval()
     try:
-        if P >= 8:                                             # the chat template's system turn, shared by all prompts
-            prefix = (P, model(input_ids=torch.tensor([enc[0][:P]], device=dev), use_cache=True, logits_to_keep=1).cache)
+        w = _sliding_window(model)                             # a window no row can outgrow is no window
+        if P >= 8 and (w is None or w >= max(map(len, enc)) + max_new_tokens):   # the chat template's system turn, shared
+            prefix = (P, model(input_ids=torch.tensor([enc[0][:P]], device=dev), cache=_full_cache(), use_cache=True,
+                               logits_to_keep=1).cache)
         b = admit(None)
         if nl is not None and len(nl) < b.logits.shape[-1]:    # embedding rows beyond the tokenizer (padded vocab)
             nl = torch.cat([nl, nl.new_zeros(b.logits.shape[-1] - len(nl))])
@@ -151,7 +173,7 @@ def _progress(total, desc, enabled):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
 
-def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 96, batch_size: int = 32,
+def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 96, batch_size: int = GENERATION_BATCH_SIZE,
                     progress: bool = False) -> list[str]:
     "Greedy responses (text, no end token) for `prompts`, `batch_size` rows in flight through the KV-cache loop."
     with _progress(len(prompts), "generate", progress) as bar:
@@ -160,7 +182,7 @@ def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 
     return [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
 
 def sample_solutions(model, tokenizer, prompts: list[str], k: int = 4, temperature: float = 0.8, top_p: float = 1.0,
-                     max_new_tokens: int = 96, batch_size: int = 32, seed: int = 0, progress: bool = True):
+                     max_new_tokens: int = 96, batch_size: int = GENERATION_BATCH_SIZE, seed: int = 0, progress: bool = True):
     "(k sampled responses per prompt, number of generated tokens); `batch_size` rows (prompts x k) in flight."
     gen, st = torch.Generator(device=model_device(model)).manual_seed(seed), {"tokens": 0}
     with _progress(len(prompts) * k, f"sampling k={k}", progress) as bar:
@@ -198,7 +220,7 @@ def pairs_from_record(rec: dict, max_pairs_per_problem: int = 4, use_gold: bool 
 
 # %% ../nbs/03_rollout.ipynb #203b3bf8
 def build_pairs(model, tokenizer, problems: list[dict], k: int = 4, temperature: float = 0.8, top_p: float = 1.0,
-                max_new_tokens: int = 96, max_pairs_per_problem: int = 4, use_gold: bool = True, batch_size: int = 32,
+                max_new_tokens: int = 96, max_pairs_per_problem: int = 4, use_gold: bool = True, batch_size: int = GENERATION_BATCH_SIZE,
                 max_gold_pairs: int | None = None,
                 seed: int = 0, instruction: str = INSTRUCTION, progress: bool = True):
     "On-policy pairs for `problems` -> (pair Dataset, info dict with per-problem `records` and timing)."

@@ -12,14 +12,16 @@ from . import checkpoint as ckpt, probe
 from .checkpoint import seed_everything, set_rng_state, disable_dropout, save_adapter
 from .pairstore import PairStore, STAT_KEYS, shard, gather_shards
 from .runlog import RunLog, jsonable
+from .models import (check_lora_dropout, mixed_precision, pick_device, resolve_precision,
+                            set_gradient_checkpointing, use_gradient_checkpointing)
 
 _log = logging.getLogger(__name__)
 from .kernel_wait import wait_while
 
 # %% auto #0
 __all__ = ['PROCESS_GROUP_TIMEOUT_S', 'METRIC_KEYS', 'make_optimizer', 'RunEvents', 'Background', 'make_accelerator', 'Trainer',
-           'patch_method', 'micro_batches', 'accumulate_grads', 'gather_step', 'clip_and_step', 'step_metrics',
-           'run_summary']
+           'patch_method', 'tracker_names', 'check_trackers', 'start_trackers', 'micro_batches', 'accumulate_grads',
+           'gather_step', 'loss_scaled', 'clip_and_step', 'step_metrics', 'run_summary']
 
 # %% ../nbs/15_trainer.ipynb #b0a00021
 def make_optimizer(params, cfg: Config):
@@ -97,13 +99,14 @@ class Background:
 # %% ../nbs/15_trainer.ipynb #ac0e0002
 PROCESS_GROUP_TIMEOUT_S = 4 * 3600   # the other processes wait while the main one samples pairs or evaluates
 
-def make_accelerator(device=None):
-    "An `Accelerator` for a model on `device`: the CPU (no mixed precision) for a CPU model, else bf16 on CUDA."
+def make_accelerator(device=None, precision: str = "auto"):
+    "An `Accelerator` for a model on `device` (default: the GPU if any), computing in `resolve_precision(precision, device)`."
     from datetime import timedelta
     from accelerate import Accelerator, InitProcessGroupKwargs
-    cpu = device is not None and torch.device(device).type == "cpu"
+    dev = pick_device("auto") if device is None else torch.device(device)
     wait = InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
-    return Accelerator(cpu=cpu, mixed_precision="bf16" if torch.cuda.is_available() and not cpu else "no", kwargs_handlers=[wait])
+    return Accelerator(cpu=dev.type == "cpu", mixed_precision=mixed_precision(resolve_precision(precision, dev)),
+                       kwargs_handlers=[wait])
 
 # %% ../nbs/15_trainer.ipynb #19f662e2
 class Trainer(Background):
@@ -117,10 +120,21 @@ class Trainer(Background):
         if not resume and ckpt.run_exists(self.run_dir):
             raise FileExistsError(f"{self.run_dir} already holds a run. Pass resume=True to continue it, call "
                                   "prepare_run_dir(run_dir, overwrite=True) to replace it, or use another run_dir.")
-        self.acc = accelerator or make_accelerator(next(model.parameters()).device)
+        check_lora_dropout(cfg.lora_dropout)
+        dev = next(model.parameters()).device
+        self.acc = accelerator or make_accelerator(dev, cfg.precision)
+        want = mixed_precision(resolve_precision(cfg.precision, dev))
+        if self.acc.mixed_precision != want:
+            _log.warning("the Accelerator given computes in mixed_precision=%r, but precision=%r on %s asks for %r: "
+                         "build it with make_accelerator(device, cfg.precision)", self.acc.mixed_precision, cfg.precision, dev, want)
         if cfg.batch_size < self.acc.num_processes:
             raise ValueError(f"cfg.batch_size={cfg.batch_size} is split over {self.acc.num_processes} processes: it must be at least that.")
         disable_dropout(model)
+        self.gradient_checkpointing = use_gradient_checkpointing(cfg.gradient_checkpointing, dev)
+        set_gradient_checkpointing(model, self.gradient_checkpointing)
+        if self.gradient_checkpointing:
+            _log.info("gradient checkpointing on: the training forward runs each sequence whole (its shared-prefix pass "
+                      "needs the KV cache, which transformers turns off under checkpointing)")
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params: raise ValueError("The model has no trainable parameters (expected a LoRA adapter from load_policy/tiny_model).")
         self.store = PairStore(pairs, tokenizer, cfg, model=model)
@@ -152,6 +166,45 @@ def patch_method(f):
     "Add `f` to `Trainer` as a method, so the class can be read (and tested) in parts."
     setattr(Trainer, f.__name__, f)
     return f
+
+# %% ../nbs/15_trainer.ipynb #4e06857c
+def tracker_names(report_to: str) -> list[str]:
+    "The tracker names `report_to` asks for (`[]` for none)."
+    names = [n.strip() for n in (report_to or "none").split(",") if n.strip()]
+    return [] if names in ([], ["none"]) else names
+
+def check_trackers(report_to: str) -> list[str]:
+    "The tracker names of `report_to`, each known to accelerate and installed; else an error naming the fix (no tracker starts)."
+    names = tracker_names(report_to)
+    if not names: return []
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.utils import LoggerType
+    builtin, have = {t.value for t in LoggerType}, {str(t) for t in get_available_trackers()}
+    if unknown := [n for n in names if n != "all" and n not in LOGGER_TYPE_TO_CLASS]:
+        raise ValueError(f"report_to names unknown tracker(s) {', '.join(unknown)}; accelerate knows: "
+                         f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))} (or 'all', 'none')")
+    if missing := [n for n in names if n in builtin and n != "all" and n not in have]:
+        raise ModuleNotFoundError(f"report_to asks for {', '.join(missing)}, which is not installed here: "
+                                  f"pip install {' '.join(missing)} (or report_to='none')")
+    return names
+
+def start_trackers(acc, report_to: str, run_dir, config: dict | None = None) -> list:
+    "Attach the trackers of `report_to` to `acc` (logging into `run_dir`) and start them with `config`; `acc.trackers`."
+    names = check_trackers(report_to)
+    if not names: return []
+    from accelerate.tracking import filter_trackers
+    if acc.logging_dir is None: acc.project_configuration.set_directories(str(run_dir))
+    if not acc.log_with: acc.log_with = filter_trackers(names, acc.logging_dir)   # an Accelerator made before the run folder
+    if not acc.trackers:
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in (config or {}).items()}
+        acc.init_trackers("sage_nb", config=flat)
+    return acc.trackers
+
+@patch_method
+def track(self, row: dict, step: int):
+    "Send the numbers of `row` to the run's experiment trackers (none: a no-op)."
+    if self.acc.trackers:
+        self.acc.log({k: v for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step)
 
 # %% ../nbs/15_trainer.ipynb #b0a00004
 @patch_method
@@ -214,11 +267,18 @@ def gather_step(sums, st, acc):
     parts = gather_object([(sums, st)])
     return {k: sum(p[0][k] for p in parts)/len(parts) for k in sums}, {k: torch.cat([p[1][k] for p in parts]) for k in st}
 
+def loss_scaled(acc) -> bool:
+    "Whether `acc` scales the loss (fp16): an overflowing step is then the scaler's to skip, not a NaN."
+    return getattr(acc, "scaler", None) is not None
+
 def clip_and_step(params, optimizer, scheduler, max_grad_norm, acc=None) -> float:
     "Clip the gradient norm (no clipping for `max_grad_norm` <= 0) and, if it is finite, step the optimizer and schedule."
     clip = max_grad_norm if max_grad_norm and max_grad_norm > 0 else float("inf")
     grad_norm = (acc.clip_grad_norm_ if acc else torch.nn.utils.clip_grad_norm_)(params, clip).item()
-    if math.isfinite(grad_norm): optimizer.step(); scheduler.step()
+    if loss_scaled(acc):            # fp16: the scaler skips an overflowing step itself and lowers its scale
+        optimizer.step()
+        if not acc.optimizer_step_was_skipped: scheduler.step()
+    elif math.isfinite(grad_norm): optimizer.step(); scheduler.step()
     return grad_norm
 
 def step_metrics(sums, st) -> dict:
@@ -246,7 +306,8 @@ def _train_step(self, step):
     if sums is not None and acc.num_processes > 1: sums, st = gather_step(sums, st, acc)
     ok, bad, lr = sums is not None, st, self.optimizer.param_groups[0]["lr"]
     grad_norm = clip_and_step(self.params, self.optimizer, self.scheduler, cfg.max_grad_norm, acc) if ok else float("nan")
-    if not math.isfinite(grad_norm) and ok: ok, bad = False, grad_norm
+    scale_skip = ok and not math.isfinite(grad_norm) and loss_scaled(acc)    # fp16 overflow: the scaler skipped the update
+    if not math.isfinite(grad_norm) and ok and not scale_skip: ok, bad = False, grad_norm
     if ok: self.nan_streak = 0
     self.optimizer.zero_grad(set_to_none=True)
     self.step = step
@@ -257,7 +318,9 @@ def _train_step(self, step):
     row = dict(step=step, **m, grad_norm=grad_norm, lr=lr, **{"time/step_s": dt, "time/score_s": self._score_step},
                selector=self.selector_name)
     if not ok: row["skipped"] = True
+    if scale_skip: row["scale_skipped"] = True
     self.last_metrics = self.events.write("metrics", [row], "step")[0]
+    self.track(row, step)
     self.events.drain(self.selector)
     if not ok: self._nan_skip(step, bad)
     return self.last_metrics
@@ -298,7 +361,9 @@ def evaluate(self):
     try: res = self.eval_fn(self.model)
     finally: self.model.train(was_training)
     self.timers["eval_s"] += time.perf_counter() - t0
-    return self.events.write("eval", [dict(step=self.step, **(res or {}))], "eval")[0]
+    row = self.events.write("eval", [dict(step=self.step, **(res or {}))], "eval")[0]
+    self.track({f"eval/{k}": v for k, v in row.items() if k != "step"}, self.step)
+    return row
 
 @patch_method
 def save_checkpoint(self):
@@ -309,6 +374,7 @@ def save_checkpoint(self):
         state = dict(step=step, log_lines=self.log.line_counts(), timers=self.timers, nan_streak=self.nan_streak,
                      nan_skips=self.nan_skips, eval_before=self.eval_before, eval_after=self.eval_after,
                      selector=self.selector_name, seed=self.cfg.seed)
+        if loss_scaled(self.acc): state["scaler"] = self.acc.scaler.state_dict()     # fp16: the loss scale goes on
         ckpt.save_checkpoint(final, self.model, self.optimizer, self.scheduler, self.selector.state_dict(), state)
     self.acc.wait_for_everyone()
     self._ckpt_step = step
@@ -332,6 +398,7 @@ def _restore(self):
     self.step = self._ckpt_step = state["step"]
     self.timers.update(state.get("timers") or {})
     self.nan_streak, self.nan_skips = state.get("nan_streak", 0), state.get("nan_skips", 0)
+    if loss_scaled(self.acc) and state.get("scaler"): self.acc.scaler.load_state_dict(state["scaler"])
     self.eval_before, self.eval_after = state.get("eval_before"), state.get("eval_after")
     dropped = self.log.truncate(self.step) if main else None
     self.acc.wait_for_everyone()                                       # the logs are rolled back before anyone reads them
@@ -356,6 +423,7 @@ def _setup(self):
     self._started, main = True, self.acc.is_main_process
     if main: self.run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(self.cfg.seed)
+    start_trackers(self.acc, self.cfg.report_to, self.run_dir, self.cfg.to_dict())
     if self._resume and self._restore(): return
     if main: self.cfg.to_json(self.run_dir/"config.json")
     seed_everything(self.cfg.seed)
@@ -390,6 +458,7 @@ def train(self) -> dict:
         if self._ckpt_step != self.step: self.save_checkpoint()
         if self.acc.is_main_process: save_adapter(self.model, self.run_dir/"adapter")
         self.acc.wait_for_everyone()
+        if self.acc.trackers: self.acc.end_training()
     finally:
         self.timers["total_s"] += time.perf_counter() - t0
     self.summary = run_summary(self, stopped)

@@ -84,10 +84,16 @@ def test_bad_row_names_file_row_and_field(tmp_path, tok, rows, i, fmt, msg):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_too_long_for_max_length(tmp_path, tok, fmt):
+    "A long row is kept (it is truncated when trained); only one the truncation cannot fit is a bad row, counted when skipped."
     p = write(tmp_path/f"prefs.{fmt}", bad_at(1, chosen="7 " * 200 + "\n#### 7"))
-    got = one_error(lambda: load_preferences(str(p), tok, max_length=128))
-    assert got == f"{p} {where(fmt, 1)}: is too long for max_length=128: prompt 49 tokens (with the chat template) + chosen 404 + 1 end token = 454", got
-    assert load_preferences(str(p), tok, max_length=128, on_bad="skip")[1] == 1 and load_preferences(str(p), tok, max_length=512)[1] == 0
+    ds, n = load_preferences(str(p), tok, max_length=128)
+    assert n == 0 and len(ds) == len(GOOD)
+    q = write(tmp_path/f"same.{fmt}", bad_at(1, chosen="7 " * 200 + "\n#### 7", rejected="7 " * 200 + "\n#### 8"))
+    got = one_error(lambda: load_preferences(str(q), tok, max_length=128))
+    assert got.startswith(f"{q} {where(fmt, 1)}: cannot be truncated to max_length=128: "), got
+    ds, n = load_preferences(str(q), tok, max_length=128, on_bad="skip")
+    assert n == 1 and len(ds) == len(GOOD) - 1 and "cannot be truncated" in n.reasons[0]
+    assert load_preferences(str(q), tok, max_length=512)[1] == 0
 
 # (case, file name, raw bytes, expected message after the file name); these are about the file, not one row.
 FILE_CASES = [

@@ -106,7 +106,8 @@ def test_every_config_flag_says_what_it_means(capsys):
     from sage_nb.config import Config
     from sage_nb.cli import build_parser
     run_parser = build_parser()._subparsers._group_actions[0].choices["run"]
-    helps = {a.dest: a.help for a in run_parser._actions}
+    import argparse
+    helps = {a.dest: a.help for a in run_parser._actions if a.help != argparse.SUPPRESS}   # hidden: underscore and TRL spellings
     for f in dataclasses.fields(Config):
         meaning, _, default = helps[f.name].partition(" (default: ")
         assert meaning.strip() and default.endswith(")"), f"--{f.name}: {helps[f.name]!r}"

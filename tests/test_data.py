@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sage_nb.data import (LEVELS, DataError, check_answer, extract_answer, format_prompt, load_gsm8k, load_math, load_preferences,
                           make_pair, make_problems, problem_split, to_number, validate_pairs, pairs_dataset)
-from sage_nb.models import load_tokenizer
+from sage_nb.models import load_tokenizer, chat_prompt
 
 @pytest.fixture(scope="module")
 def tok(): return load_tokenizer()
@@ -68,7 +68,7 @@ def test_preference_file_to_schema_and_back(tmp_path, tok):
             for i in range(6)]
     pd.DataFrame(rows).to_parquet(tmp_path/"p.parquet")
     ds, n = load_preferences(str(tmp_path/"p.parquet"), tok, max_length=128)
-    assert n == 0 and len(ds) == 6 and ds["prompt"][0] == format_prompt(tok, "What is 0+0?")
+    assert n == 0 and len(ds) == 6 and ds["prompt"][0] == chat_prompt(tok, "What is 0+0?")     # used as given: no instruction added
     again, _ = validate_pairs(ds, tok, max_length=128)
     pd.testing.assert_frame_equal(again.to_pandas(), ds.to_pandas())      # NaN pass rates compare equal here
     with pytest.raises(ValueError, match="max_length=20"): validate_pairs(ds, tok, max_length=20)
