@@ -84,7 +84,7 @@ def check_inputs(cfg: Config, tokenizer=None) -> dict:
     from sage_nb import data, sources
     check_selector(cfg.selector)
     from sage_nb.models import check_lora_dropout, resolve_precision
-    from sage_nb.trainer import check_trackers
+    from sage_nb.steps import check_trackers
     check_lora_dropout(cfg.lora_dropout); resolve_precision(cfg); check_trackers(cfg.report_to)
     data.check_levels(cfg.problems, cfg.levels, Config.levels)
     data.parse_columns(cfg.pairs_columns)

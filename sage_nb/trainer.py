@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_trainer.ipynb #c720b3a1
 from __future__ import annotations
-import contextlib, json, logging, math, threading, time
+import json, logging, math, threading, time
 from pathlib import Path
 import torch
 from .config import Config
@@ -12,16 +12,16 @@ from . import checkpoint as ckpt, probe
 from .checkpoint import seed_everything, set_rng_state, disable_dropout, save_adapter
 from .pairstore import PairStore, STAT_KEYS, shard, gather_shards
 from .runlog import RunLog, jsonable
-from .models import (check_lora_dropout, mixed_precision, pick_device, resolve_precision,
-                            set_gradient_checkpointing, use_gradient_checkpointing)
+from .models import (check_lora_dropout, mixed_precision, resolve_precision, set_gradient_checkpointing,
+                            use_gradient_checkpointing)
+from .steps import (METRIC_KEYS, make_accelerator, start_trackers, micro_batches, accumulate_grads, gather_step, loss_scaled,
+                           clip_and_step, step_metrics)
 
 _log = logging.getLogger(__name__)
 from .kernel_wait import wait_while
 
 # %% auto #0
-__all__ = ['PROCESS_GROUP_TIMEOUT_S', 'METRIC_KEYS', 'make_optimizer', 'RunEvents', 'Background', 'make_accelerator', 'Trainer',
-           'patch_method', 'tracker_names', 'check_trackers', 'start_trackers', 'micro_batches', 'accumulate_grads',
-           'gather_step', 'loss_scaled', 'clip_and_step', 'step_metrics', 'run_summary']
+__all__ = ['make_optimizer', 'RunEvents', 'Background', 'Trainer', 'patch_method', 'run_summary']
 
 # %% ../nbs/15_trainer.ipynb #b0a00021
 def make_optimizer(params, cfg: Config):
@@ -96,18 +96,6 @@ class Background:
     @property
     def running(self) -> bool: return self._thread is not None and self._thread.is_alive()
 
-# %% ../nbs/15_trainer.ipynb #ac0e0002
-PROCESS_GROUP_TIMEOUT_S = 4 * 3600   # the other processes wait while the main one samples pairs or evaluates
-
-def make_accelerator(device=None, precision: str = "auto"):
-    "An `Accelerator` for a model on `device` (default: the GPU if any), computing in `resolve_precision(precision, device)`."
-    from datetime import timedelta
-    from accelerate import Accelerator, InitProcessGroupKwargs
-    dev = pick_device("auto") if device is None else torch.device(device)
-    wait = InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
-    return Accelerator(cpu=dev.type == "cpu", mixed_precision=mixed_precision(resolve_precision(precision, dev)),
-                       kwargs_handlers=[wait])
-
 # %% ../nbs/15_trainer.ipynb #19f662e2
 class Trainer(Background):
     "DPO(+NLL) training of `model` on `pairs` (with reference columns), batches chosen by `selector`, logged to `run_dir`."
@@ -168,38 +156,6 @@ def patch_method(f):
     return f
 
 # %% ../nbs/15_trainer.ipynb #4e06857c
-def tracker_names(report_to: str) -> list[str]:
-    "The tracker names `report_to` asks for (`[]` for none)."
-    names = [n.strip() for n in (report_to or "none").split(",") if n.strip()]
-    return [] if names in ([], ["none"]) else names
-
-def check_trackers(report_to: str) -> list[str]:
-    "The tracker names of `report_to`, each known to accelerate and installed; else an error naming the fix (no tracker starts)."
-    names = tracker_names(report_to)
-    if not names: return []
-    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
-    from accelerate.utils import LoggerType
-    builtin, have = {t.value for t in LoggerType}, {str(t) for t in get_available_trackers()}
-    if unknown := [n for n in names if n != "all" and n not in LOGGER_TYPE_TO_CLASS]:
-        raise ValueError(f"report_to names unknown tracker(s) {', '.join(unknown)}; accelerate knows: "
-                         f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))} (or 'all', 'none')")
-    if missing := [n for n in names if n in builtin and n != "all" and n not in have]:
-        raise ModuleNotFoundError(f"report_to asks for {', '.join(missing)}, which is not installed here: "
-                                  f"pip install {' '.join(missing)} (or report_to='none')")
-    return names
-
-def start_trackers(acc, report_to: str, run_dir, config: dict | None = None) -> list:
-    "Attach the trackers of `report_to` to `acc` (logging into `run_dir`) and start them with `config`; `acc.trackers`."
-    names = check_trackers(report_to)
-    if not names: return []
-    from accelerate.tracking import filter_trackers
-    if acc.logging_dir is None: acc.project_configuration.set_directories(str(run_dir))
-    if not acc.log_with: acc.log_with = filter_trackers(names, acc.logging_dir)   # an Accelerator made before the run folder
-    if not acc.trackers:
-        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in (config or {}).items()}
-        acc.init_trackers("sage_nb", config=flat)
-    return acc.trackers
-
 @patch_method
 def track(self, row: dict, step: int):
     "Send the numbers of `row` to the run's experiment trackers (none: a no-op)."
@@ -227,65 +183,6 @@ def score_fn(self, pair_ids) -> dict:
         if outer:
             dt = time.perf_counter() - t0
             self._score_step += dt; self.timers["score_s"] += dt; self._in_score = False
-
-# %% ../nbs/15_trainer.ipynb #b0a00007
-METRIC_KEYS = ("loss", "dpo_loss", "nll", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
-
-def micro_batches(ids, grad_accum: int) -> list[list]:
-    n = max(1, min(grad_accum, len(ids)))
-    size = math.ceil(len(ids)/n)
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
-
-def _first_bad(bad, acc):
-    "The first process's non-finite loss value, the same on every process (None if all were finite)."
-    from accelerate.utils import gather_object
-    return next((b for b in gather_object([bad]) if b is not None), None)
-
-def accumulate_grads(forward, ids, grad_accum: int, acc=None, model=None, n_global=None):
-    "Backward over micro-batches of this process's `ids`: (loss sums, per-pair stats), or (None, the bad value) at a non-finite loss on any process."
-    world, n = (acc.num_processes if acc else 1), n_global or len(ids)
-    sums, stats, bad, mbs = dict(loss=0.0, dpo=0.0, nll=0.0), [], None, micro_batches(ids, grad_accum)
-    for i, mb in enumerate(mbs):
-        last = i == len(mbs) - 1
-        with acc.no_sync(model) if world > 1 and not last else contextlib.nullcontext():   # one all-reduce, at the last
-            total, d, nll, st = forward(mb)
-            w = len(mb)*world/n                      # DDP averages over processes: the sum over all is the global mean
-            loss = total.mean()*w
-            if bad is None and not torch.isfinite(loss): bad = loss.item()
-            if world > 1 and last: bad = _first_bad(bad, acc)
-            if bad is not None:
-                if world == 1 or last: return None, bad
-                continue
-            acc.backward(loss) if acc else loss.backward()
-        sums["loss"] += loss.item(); sums["dpo"] += d.mean().item()*w; sums["nll"] += nll.mean().item()*w
-        stats.append({k: v.detach().float().cpu() for k, v in st.items()})
-    return sums, {k: torch.cat([s[k] for s in stats]) for k in stats[0]}
-
-def gather_step(sums, st, acc):
-    "Every process's loss sums (averaged: each is already scaled by the process count) and per-pair stats (in process order)."
-    from accelerate.utils import gather_object
-    parts = gather_object([(sums, st)])
-    return {k: sum(p[0][k] for p in parts)/len(parts) for k in sums}, {k: torch.cat([p[1][k] for p in parts]) for k in st}
-
-def loss_scaled(acc) -> bool:
-    "Whether `acc` scales the loss (fp16): an overflowing step is then the scaler's to skip, not a NaN."
-    return getattr(acc, "scaler", None) is not None
-
-def clip_and_step(params, optimizer, scheduler, max_grad_norm, acc=None) -> float:
-    "Clip the gradient norm (no clipping for `max_grad_norm` <= 0) and, if it is finite, step the optimizer and schedule."
-    clip = max_grad_norm if max_grad_norm and max_grad_norm > 0 else float("inf")
-    grad_norm = (acc.clip_grad_norm_ if acc else torch.nn.utils.clip_grad_norm_)(params, clip).item()
-    if loss_scaled(acc):            # fp16: the scaler skips an overflowing step itself and lowers its scale
-        optimizer.step()
-        if not acc.optimizer_step_was_skipped: scheduler.step()
-    elif math.isfinite(grad_norm): optimizer.step(); scheduler.step()
-    return grad_norm
-
-def step_metrics(sums, st) -> dict:
-    "The `metrics.jsonl` numbers of a step from its loss sums and per-pair stats."
-    u = st["u"]
-    return dict(zip(METRIC_KEYS, (sums["loss"], sums["dpo"], sums["nll"], st["reward_chosen"].mean().item(),
-                                  st["reward_rejected"].mean().item(), u.mean().item(), (u > 0).float().mean().item())))
 
 # %% ../nbs/15_trainer.ipynb #b0a00031
 @patch_method

@@ -5,12 +5,15 @@ import math
 import pytest, torch
 import transformers as T
 from sage_nb.config import Config
-from sage_nb.data import make_pair, pairs_dataset
 from sage_nb.models import add_lora, chat_prompt, styled_tokenizer, load_tokenizer
 from sage_nb.reference import cache_reference
 from sage_nb.rollout import kv_generate, _stop_ids
 from sage_nb.runlog import read_jsonl
 from sage_nb.trainer import Trainer
+import sys
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]/"tools"))
+from gpu_check import pairs_for    # the arithmetic pairs `make gpu-check` trains on
 
 WINDOW = 8      # Gemma 3's sliding window: shorter than every prompt below
 
@@ -40,15 +43,6 @@ def _model(kind, seed=0):
     cfg, cls = _config(kind, tok)
     torch.manual_seed(seed)
     return cls(cfg).float().eval(), tok
-
-def _pairs(tok, n=6):
-    rows = []
-    for i in range(n):
-        a, b = i + 2, 2 * i + 3
-        q = f"What is {a}+{b}?"
-        rows.append(make_pair(chat_prompt(tok, q), f"{a}+{b}={a+b}. #### {a+b}", f"{a}+{b}={a+b+1}. #### {a+b+1}",
-                              problem_id=f"p{i}", difficulty=i % 3, pass_rate=0.5, question=q, gold=str(a + b)))
-    return pairs_dataset(rows)
 
 KINDS = ["qwen2", "qwen3", "llama", "mistral", "gemma3", "phi3"]
 
@@ -80,7 +74,7 @@ def test_three_sage_steps(kind, tmp_path):
     model = add_lora(m, r=4, alpha=8, seed=0)
     cfg = Config(steps=3, batch_size=2, lr=1e-2, warmup_steps=1, refresh_every=1, snr_every=2, snr_draws=1,
                  checkpoint_every=0, score_batch_size=4, max_length=96, max_prompt_length=64, selector="sage")
-    pairs = cache_reference(model, tok, _pairs(tok), cfg, progress=False)
+    pairs = cache_reference(model, tok, pairs_for(tok, 6), cfg, progress=False)
     summary = Trainer(model, tok, pairs, cfg, run_dir=tmp_path/"run", progress=False).train()
     assert summary["steps"] == 3 and summary["selector"] == "sage"
     rows = read_jsonl(tmp_path/"run"/"metrics.jsonl")
