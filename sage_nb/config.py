@@ -89,8 +89,9 @@ class Config:
     delta_rel: float = _knob(1.0, "damping delta relative to the pool median of the scaled gradient energy")
     retire_after: int = _knob(2, "R: consecutive trivial refreshes after which a pair leaves the pool")
     # --- probes, logs, checkpoints
-    snr_every: int = _knob(10, "steps between gradient-SNR probes, counted from step 1; one also runs on the first batch after each pool refresh (the method and experiments/fair.json use 5; 0: no probes)")
-    snr_draws: int = _knob(3, "uniform batches from the pool each SNR probe compares the selected batch with (SNRs averaged; each costs one more batch's per-pair gradients)")
+    snr_every: int = _knob(10, "steps between gradient-SNR probes, counted from step 1 (the method and experiments/fair.json use 5; 0: no probes)")
+    snr_draws: int = _knob(1, "uniform batches from the pool each SNR probe compares the selected batch with (SNRs averaged; each costs one more batch's per-pair gradients, about 1.5-2 training steps; the method and experiments/fair.json use 3)")
+    snr_on_refresh: bool = _knob(False, "also probe the first batch after each pool refresh, as the method does (experiments/fair.json turns it on; off by default to keep probes under 15% of a default run)")
     eval_every: int = _knob(0, "steps between held-out evaluations (0: only before and after training)")
     checkpoint_every: int = _knob(10, "steps between checkpoints")
     nan_patience: int = _knob(3, "non-finite losses in a row after which the run stops")

@@ -55,6 +55,7 @@ class Dashboard:
         self.metrics, self.events, self.snr, self.evals = [], [], [], []
         self.pairs = {}                      # pair_id -> newest row (by step; equal steps: later row)
         self.trainer, self.draws, self.draw_s, self.finished, self.stop_requested = None, 0, 0.0, False, False
+        self.summary = None
         self._last_draw, self._dirty, self._lock = float("-inf"), False, threading.RLock()
         self.last_event = "—"
         host, guest = _widget_classes()
@@ -172,7 +173,15 @@ class Dashboard:
         if "loss" in m: parts.append(f"<b>loss</b> {_num(m['loss'], '.4f')}")
         if "rewards/accuracies" in m: parts.append(f"<b>reward acc</b> {_num(m['rewards/accuracies'], '.2f')}")
         if "time/step_s" in m: parts.append(f"{_num(m['time/step_s'], '.2f')} s/step")
+        if (cost := self._probe_cost()) is not None: parts.append(cost)
         parts.append(f"<b>last event</b> {html.escape(self.last_event)}")
         return "<span style='font-family:monospace'>" + " · ".join(parts) + "</span>"
+
+    def _probe_cost(self) -> str | None:
+        "Seconds in SNR probes and their share of the run's time: the summary's timers at the end, the bound trainer's live."
+        tm = (self.summary or {}).get("time") or getattr(self.trainer, "timers", None)
+        if not tm or tm.get("snr_s") is None: return None
+        snr, total = float(tm["snr_s"]), float(tm.get("total_s") or 0)
+        return f"<b>SNR probes</b> {snr:.0f} s" + (f" ({snr / total:.0%} of {total:.0f} s)" if total > 0 else " so far")
 
     def _set_status(self): self.status.value = self._status_html()

@@ -4,15 +4,19 @@
 
 # %% ../nbs/13_pairstore.ipynb #b5a00003
 from __future__ import annotations
+import copy
+from collections import defaultdict
 import numpy as np, pandas as pd
 import torch
 from .config import Config
 from . import dpo, scoring
+from .probe import length_buckets
 from .reference import REF_COLUMNS, adapter_is_zero, reference_stats, cache_fingerprint, check_fingerprint, fingerprint
 
 # %% auto #0
-__all__ = ['STAT_KEYS', 'pair_stats', 'stats_from_reference', 'as_pair_frame', 'selector_table', 'PairStore', 'shard',
-           'gather_shards']
+__all__ = ['STAT_KEYS', 'pair_stats', 'stats_from_reference', 'as_pair_frame', 'selector_table', 'PairStore', 'pair_sequences',
+           'sequence_batches', 'sequence_stats', 'pair_outputs', 'merged_copy', 'refresh_merged', 'merge_for_scoring',
+           'weights_key', 'shard', 'gather_shards']
 
 # %% ../nbs/13_pairstore.ipynb #b5a00006
 STAT_KEYS = ("u", "s", "c", "energy", "z")
@@ -114,17 +118,168 @@ class PairStore:
         total, d, nll = (loss_fn or self.loss)(out, rc, rr)
         return total, d, nll, pair_stats(out, rc, rr, self.cfg.beta)
 
+# %% ../nbs/13_pairstore.ipynb #c7e10002
+def pair_sequences(item) -> tuple:
+    "The (prompt, response) token tuples of a tokenized pair's chosen and rejected sequences: what scoring runs."
+    p = tuple(item["prompt_ids"])
+    return (p, tuple(item["chosen_ids"])), (p, tuple(item["rejected_ids"]))
+
+def sequence_batches(seqs, rows: int) -> list[list[int]]:
+    """Positions of `seqs` in batches of about `rows`: the responses of one prompt stay together (their prompt runs once),
+    prompts in order of their longest response, so a batch's continuations pad little."""
+    by_prompt = defaultdict(list)
+    for j, (p, _) in enumerate(seqs): by_prompt[p].append(j)
+    groups = sorted(by_prompt.values(), key=lambda js: (-max(len(seqs[j][1]) for j in js), js[0]))
+    out, cur = [], []
+    for js in groups:
+        if cur and len(cur) + len(js) > rows: out.append(cur); cur = []
+        cur += sorted(js, key=lambda j: -len(seqs[j][1]))
+    if cur: out.append(cur)
+    return out
+
+# %% ../nbs/13_pairstore.ipynb #c7e10004
+def _continue(backbone, head, cache, hp, pre_am, P, grp, seqs, rows, dev, chunk) -> list:
+    "(log p, energy) per response token of `seqs[rows]`, run on the prompts' KV cache `cache` (its rows: the prompts)."
+    L = [len(seqs[i][1]) for i in rows]; R, C = len(rows), max(L)
+    g = [grp[i] for i in rows]
+    c_ids = torch.zeros((R, C), dtype=torch.long); c_am = torch.zeros_like(c_ids); c_pos = torch.zeros_like(c_ids)
+    for k, i in enumerate(rows):
+        c_ids[k, :L[k]] = torch.tensor(seqs[i][1]); c_am[k, :L[k]] = 1; c_pos[k] = torch.arange(P[g[k]], P[g[k]] + C)
+    idx = torch.tensor(g, device=dev)
+    for layer in cache.layers: layer.batch_select_indices(idx)
+    hc = backbone(input_ids=c_ids.to(dev), attention_mask=torch.cat([pre_am[g], c_am], 1).to(dev), position_ids=c_pos.to(dev),
+                  **{dpo._cache_kw(backbone): cache}, use_cache=True).last_hidden_state
+    keep = c_am[:, 1:].bool()                                       # continuation position j predicts token j+1
+    first = hp[idx, torch.tensor([P[j] - 1 for j in g], device=dev)]     # the prompt's last state predicts token 0
+    hs = torch.cat([first, hc[:, :-1][keep.to(dev)]]).to(head.weight.device)
+    logp, energy = dpo.token_logp_energy(hs, head.weight, head.bias, torch.cat([c_ids[:, 0], c_ids[:, 1:][keep]]).to(hs.device), chunk)
+    order = torch.sort(torch.cat([torch.arange(R), keep.nonzero()[:, 0]]), stable=True).indices.to(logp.device)
+    return list(zip(logp[order].float().cpu().split(L), energy[order].float().cpu().split(L)))
+
+def _stats_shared_prompt(model, seqs, dev, chunk=None) -> list:
+    """(log p, energy) per response token of each of `seqs`: each distinct prompt runs once, its responses on its KV cache,
+    in up to 3 groups of similar response lengths (`probe.length_buckets`) so that short responses do not pad to long ones."""
+    backbone, head = dpo._plain_head(dpo._unwrap(model))
+    prompts = list(dict.fromkeys(p for p, _ in seqs)); g_of = {p: g for g, p in enumerate(prompts)}
+    P = [len(p) for p in prompts]
+    pre_ids = torch.zeros((len(prompts), max(P)), dtype=torch.long); pre_am = torch.zeros_like(pre_ids)
+    for g, p in enumerate(prompts): pre_ids[g, :P[g]] = torch.tensor(p); pre_am[g, :P[g]] = 1
+    pre = backbone(input_ids=pre_ids.to(dev), attention_mask=pre_am.to(dev), use_cache=True)
+    cache, hp, grp = dpo._out_cache(pre), pre.last_hidden_state, [g_of[p] for p, _ in seqs]
+    buckets = length_buckets([len(r) for _, r in seqs])
+    out = [None] * len(seqs)
+    for b, rows in enumerate(buckets):
+        c = cache if b == len(buckets) - 1 else copy.deepcopy(cache)   # each group selects its rows of the prompts' cache
+        for i, v in zip(rows, _continue(backbone, head, c, hp, pre_am, P, grp, seqs, rows, dev, chunk)): out[i] = v
+    return out
+
+def _stats_whole(model, seqs, dev, chunk=None) -> list:
+    "Like `_stats_shared_prompt`, each sequence run whole (for models whose prompt cannot be shared through the cache)."
+    T, R = max(len(p) + len(r) for p, r in seqs), len(seqs)
+    ids = torch.zeros((R, T), dtype=torch.long); am = torch.zeros_like(ids); lab = torch.full((R, T), -100, dtype=torch.long)
+    for i, (p, r) in enumerate(seqs):
+        n = len(p) + len(r); ids[i, :n] = torch.tensor(p + r); am[i, :n] = 1; lab[i, len(p):n] = torch.tensor(r)
+    _, _, logp, energy = dpo._token_stats(model, ids.to(dev), am.to(dev), lab.to(dev), chunk)   # row-major order
+    L = [len(r) for _, r in seqs]
+    return list(zip(logp.float().cpu().split(L), energy.float().cpu().split(L)))
+
+def sequence_stats(model, seqs, rows: int = 32, chunk=None) -> dict:
+    "`{(prompt, response): (log p, energy) per response token}` for the distinct `seqs`, no grad, ~`rows` sequences a pass."
+    dev = next(model.parameters()).device
+    seqs = list(dict.fromkeys(seqs))
+    run = _stats_shared_prompt if dpo._can_share_prefix(model) and all(len(p) for p, _ in seqs) else _stats_whole
+    out = {}
+    with torch.no_grad():
+        for b in sequence_batches(seqs, rows):
+            part = [seqs[j] for j in b]
+            out.update(zip(part, run(model, part, dev, chunk)))
+    return out
+
+def pair_outputs(items, stats: dict) -> dict:
+    "`dpo.pair_forward`'s log-probs, token counts and energy for tokenized pairs, summed from `sequence_stats`."
+    lc, lr, nc, nr, en = [], [], [], [], []
+    for it in items:
+        (pc, ec), (pr, er) = (stats[s] for s in pair_sequences(it))
+        d = dpo.common_prefix_len(it["chosen_ids"], it["rejected_ids"])        # energy: from the first differing token
+        lc.append(pc.sum()); lr.append(pr.sum()); nc.append(len(pc)); nr.append(len(pr)); en.append(ec[d:].sum() + er[d:].sum())
+    lc, lr, nc, nr = torch.stack(lc), torch.stack(lr), torch.tensor(nc), torch.tensor(nr)
+    return dict(logp_chosen=lc, logp_rejected=lr, mean_logp_chosen=lc / nc.clamp_min(1), mean_logp_rejected=lr / nr.clamp_min(1),
+                energy=torch.stack(en), n_tokens_chosen=nc, n_tokens_rejected=nr)
+
+# %% ../nbs/13_pairstore.ipynb #c7e10008
+def _lora_layers(model) -> dict:
+    "{name: LoRA layer} of a peft LoRA model with one active adapter over full-precision linears; {} when any of that fails."
+    try: from peft.tuners.lora import LoraLayer
+    except ImportError: return {}
+    if not hasattr(model, "get_base_model") or len(getattr(model, "active_adapters", [])) != 1: return {}
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
+    ok = all(isinstance(m.base_layer, torch.nn.Linear) and m.base_layer.weight.dtype.is_floating_point and not m.merged
+             and set(m.lora_A) == set(model.active_adapters) for m in layers.values())
+    return layers if ok else {}
+
+def merged_copy(model):
+    "(copy of `model` with its LoRA layers as plain linears, [(LoRA layer, its linear in the copy)]), or None if not exact."
+    layers = _lora_layers(model)
+    if not layers: return None
+    try: twin = copy.deepcopy(model).merge_and_unload().eval().requires_grad_(False)
+    except (RuntimeError, TypeError, AttributeError): return None     # a model that does not copy (wrapped, non-leaf state)
+    mods = dict(twin.named_modules())
+    pre = "base_model.model."
+    return twin, [(m, mods[n[len(pre):] if n.startswith(pre) else n]) for n, m in layers.items()]
+
+def refresh_merged(merged):
+    "Write W + B·A of every LoRA layer into its linear in the copy; returns the copy."
+    twin, pairs = merged
+    with torch.no_grad():
+        for lora, lin in pairs:
+            lin.weight.copy_(lora.base_layer.weight).add_(lora.get_delta_weight(lora.active_adapters[0]))
+            if lora.base_layer.bias is not None: lin.bias.copy_(lora.base_layer.bias)
+    return twin
+
+def merge_for_scoring(model) -> bool:
+    "Whether scoring runs through a merged copy: a LoRA model over full-precision weights, on a CPU, in one process."
+    several = torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1
+    return not several and next(model.parameters()).device.type == "cpu" and bool(_lora_layers(model))
+
 # %% ../nbs/13_pairstore.ipynb #b5a00013
-def _score(self, model, ids, reuse_reference: bool = True, loss_fn=None) -> dict:
-    "Batched no-grad policy pass: numpy arrays u, s, c, energy (β²·G), z aligned with `ids`."
+def weights_key(model) -> tuple:
+    """What changes when the weights do: the sum and the sum of squares of each trainable parameter (a fused optimizer
+    step, or a write through `.data`, leaves a tensor's version counter as it was) and every parameter's version."""
+    ps = list(model.parameters()); train = [p for p in ps if p.requires_grad]
+    with torch.no_grad(): sig = torch.stack([torch.stack([p.double().sum(), p.double().square().sum()]) for p in train]).flatten().tolist() if train else []
+    return (id(model), tuple(sig)) + tuple((id(p), p._version) for p in ps)
+
+def _scoring_model(self, model):
+    "`model`, or its merged copy brought up to the current weights (once per weights) where `merge_for_scoring` says so."
+    if not (self.merge if self.merge is not None else merge_for_scoring(model)): return model
+    if getattr(self, "_merged", None) is None or self._merged[0] != id(model):
+        self._merged = (id(model), merged_copy(model))
+        if self._merged[1] is None: self.merge = False; return model
+    if not self._fresh: refresh_merged(self._merged[1]); self._fresh = True
+    return self._merged[1][0]
+
+def _score_by_sequence(self, model, ids) -> dict:
+    "u, s, c, energy, z of `ids` from the per-token stats of their distinct sequences, each run once per weights."
+    if not len(ids): return {k: np.zeros(0, dtype=np.float32) for k in STAT_KEYS}     # an empty shard of several processes
+    items, key = self.items(ids), weights_key(model)
+    if getattr(self, "_seq_key", None) != key: self._seq_key, self._seq_stats, self._fresh = key, {}, False
+    todo = list(dict.fromkeys(s for it in items for s in pair_sequences(it) if s not in self._seq_stats))
+    if todo: self._seq_stats.update(sequence_stats(self._scoring_model(model), todo, 2 * max(1, self.cfg.score_batch_size)))
+    rc, rr = self.refs(ids)
+    st = pair_stats(pair_outputs(items, self._seq_stats), rc, rr, self.cfg.beta)
+    return {k: st[k].float().numpy() for k in STAT_KEYS}
+
+def _score(self, model, ids, reuse_reference: bool = True, loss_fn=None, by_sequence: bool = True) -> dict:
+    "No-grad policy pass: numpy arrays u, s, c, energy (β²·G), z aligned with `ids`."
     ids, was_training = [str(p) for p in ids], model.training
     parts = {k: [] for k in STAT_KEYS}
     try:
         if reuse_reference and adapter_is_zero(model):
             rs = self.reference_stats(ids)
             if all(p in rs for p in ids): return stats_from_reference(rs, ids, self.cfg.beta)
-        order, bs = dpo.length_order(self.items(ids)), max(1, self.cfg.score_batch_size)
         model.eval()
+        if by_sequence: return self._score_by_sequence(model, ids)
+        order, bs = dpo.length_order(self.items(ids)), max(1, self.cfg.score_batch_size)
         with torch.no_grad():
             for i in range(0, len(ids), bs):
                 st = self.forward(model, [ids[j] for j in order[i:i + bs]], loss_fn)[3]
@@ -132,7 +287,8 @@ def _score(self, model, ids, reuse_reference: bool = True, loss_fn=None) -> dict
     finally: model.train(was_training)
     back = np.argsort(order)                         # results in the caller's order
     return {k: (np.concatenate(v)[back] if v else np.zeros(0, dtype=np.float32)) for k, v in parts.items()}
-PairStore.score = _score
+PairStore.merge = None                # None: `merge_for_scoring` decides; False: always through the adapter
+PairStore._scoring_model, PairStore._score_by_sequence, PairStore.score = _scoring_model, _score_by_sequence, _score
 
 # %% ../nbs/13_pairstore.ipynb #b5a0d002
 def shard(ids, rank: int, world: int) -> list:

@@ -4,23 +4,27 @@
 
 # %% ../nbs/14_probe.ipynb #d7a00003
 from __future__ import annotations
+import itertools
 import numpy as np
 import torch
 
 # %% auto #0
 __all__ = ['gradient_snr', 'flat_grad', 'per_pair_grads_loop', 'NotBatchable', 'lora_linears', 'per_pair_grads_batched',
-           'per_pair_grads', 'per_sequence_forward', 'per_pair_grads_by_sequence', 'uniform_batch', 'snr_probe']
+           'per_pair_grads', 'per_sequence_forward', 'length_buckets', 'per_pair_grads_by_sequence', 'uniform_batch',
+           'snr_probe']
 
 # %% ../nbs/14_probe.ipynb #d04aa538
 def gradient_snr(per_pair_grads) -> dict:
     "`snr` (clipped at 0), `snr_unclipped` and `raw` = ‖ḡ‖²·B/trΣ̂ of a (B, P) matrix of per-pair gradients."
-    g = torch.as_tensor(per_pair_grads).detach().double()
+    g = torch.as_tensor(per_pair_grads).detach()
     if g.ndim != 2: raise ValueError(f"per_pair_grads must be (B, P), got shape {tuple(g.shape)}")
+    if not g.is_floating_point(): g = g.double()
     B = g.shape[0]
     if B < 2: return dict(snr=float("nan"), snr_unclipped=float("nan"), raw=float("nan"))
     gbar = g.mean(0)
-    tr_sigma = ((g - gbar)**2).sum().item() / (B - 1)
-    sq = (gbar**2).sum().item()
+    sumsq = lambda v: float(torch.linalg.vector_norm(v, dtype=torch.float64)) ** 2   # float64 sums, row by row: no (B, P) float64 copy
+    tr_sigma = sum(sumsq(row - gbar) for row in g) / (B - 1)
+    sq = sumsq(gbar)
     if tr_sigma <= 0: return dict(snr=float("inf"), snr_unclipped=float("inf"), raw=float("inf"))
     noise = tr_sigma / B
     snr = (sq - noise) / noise
@@ -133,12 +137,39 @@ def per_sequence_forward(store, model, loss_fn=None):
         out = dpo.pair_forward(model, store.batch(ids, dev), on_nonfinite="flag", share_prefix=False)
         rc, rr = store.refs(ids, dev)
         return (out["logp_chosen"], out["logp_rejected"]), tuple((loss_fn or store.loss)(out, rc, rr))
+    fwd.lengths = lambda ids: [len(it["prompt_ids"]) + max(len(it["chosen_ids"]), len(it["rejected_ids"])) for it in store.items(ids)]
     return fwd
 
+def length_buckets(lengths, max_buckets: int = 3, min_saving: float = 0.1) -> list[list[int]]:
+    """Positions of `lengths` in at most `max_buckets` groups of similar lengths, longest first: the split with the
+    fewest padded tokens (rows x the group's longest, summed), each group past the first charged `min_saving` of one group's."""
+    if not len(lengths): return []
+    order = sorted(range(len(lengths)), key=lambda j: -lengths[j])
+    L, n = [lengths[j] for j in order], len(order)
+    padded = lambda starts: sum((j - i) * L[i] for i, j in zip(starts, [*starts[1:], n]))
+    plans = [[0]] + [[0, *c] for k in range(1, max_buckets) for c in itertools.combinations(range(1, n), k)]
+    one = padded([0])
+    best = min(plans, key=lambda st: (padded(st) + (len(st) - 1) * min_saving * one, len(st)))
+    return [order[i:j] for i, j in zip(best, [*best[1:], n])]
+
 def per_pair_grads_by_sequence(seq_forward, ids, params, model, terms=(0,), rtol: float = 1e-3) -> list[torch.Tensor]:
-    "`per_pair_grads_loop`'s result for `terms` from one forward and one backward (`NotBatchable` where it does not apply)."
+    """`per_pair_grads_loop`'s result for `terms` from one forward and one backward per group of pairs of similar
+    lengths (`length_buckets` of `seq_forward.lengths`, when it has them; else one group). `NotBatchable` where it does not apply."""
     B = len(ids)
-    cap = _capture(model, params, 2*B)
+    lengths = getattr(seq_forward, "lengths", None)
+    groups = length_buckets(lengths(ids)) if lengths is not None and B > 1 else [list(range(B))]
+    cap = _capture(model, params, 0)
+    out = None
+    for grp in groups:
+        ab, R = _by_sequence_rows(seq_forward, [ids[j] for j in grp], params, cap, terms, rtol)
+        if out is None: out = [torch.empty(B, cap.P, device=R.device) for _ in terms]
+        n, idx = len(grp), torch.tensor(grp, device=R.device)
+        for o, (a, b) in zip(out, ab): o.index_copy_(0, idx, a[:, None] * R[:n] + b[:, None] * R[n:])
+    return out
+
+def _by_sequence_rows(seq_forward, ids, params, cap, terms, rtol):
+    "Per term the coefficients (a, b) of each pair's two sequence rows, and the (2n, P) rows: chosen, then rejected."
+    B = len(ids); cap.B = 2 * B
     with cap:
         (lc, lr), res = seq_forward(ids)
         def coefs(loss, last):
@@ -151,7 +182,8 @@ def per_pair_grads_by_sequence(seq_forward, ids, params, model, terms=(0,), rtol
         R, cap.G = cap.G, None
     if (R.sum(0) - total).norm() > rtol * total.norm() + 1e-12:
         raise NotBatchable("the per-sequence rows do not sum to the batch gradient")
-    return [a[:, None]*R[:B] + b[:, None]*R[B:] for a, b in ab]
+    return ab, R
+
 
 # %% ../nbs/14_probe.ipynb #d7a00007
 def uniform_batch(pool, n: int, seed: int, step: int, draw: int = 0) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy, logging, os, random, re, time
 from pathlib import Path
 import torch
+from transformers.cache_utils import DynamicCache, DynamicLayer
 from .config import Config
 from .data import (INSTRUCTION, check_answer, format_prompt, make_pair, pairs_dataset, validate_pairs)
 from .models import end_of_turn_ids
@@ -70,13 +71,17 @@ class _Rows:
     def __len__(self): return len(self.rows)
     def _vecs(self): return ("mask", "last", "rows", "logits", "count")
     def select(self, keep: torch.Tensor):
-        self.cache.batch_select_indices(keep)
-        for a in self._vecs(): setattr(self, a, getattr(self, a)[keep])
+        "Keep rows `keep` (ascending), moving the last ones into the gaps: returns each new row's old index."
+        m, kl = len(keep), keep.tolist()
+        dst = sorted(set(range(m)) - set(kl)); src = [i for i in kl if i >= m]   # as many rows copied as ended
+        perm = torch.arange(m, device=keep.device); perm[dst] = torch.tensor(src, dtype=perm.dtype, device=keep.device)
+        for l in self.cache.layers: l.move_rows(perm[dst], dst, m)
+        for a in self._vecs(): setattr(self, a, getattr(self, a)[perm])
         lead = int(self.mask.any(0).int().argmax()) if len(keep) else 0   # columns that are padding in every row
         if lead:
-            for l in self.cache.layers: l.keys, l.values = l.keys[:, :, lead:], l.values[:, :, lead:]
+            for l in self.cache.layers: l.drop_left(lead)
             self.mask = self.mask[:, lead:]
-        return self
+        return perm
     def merge(self, o: "_Rows"):
         T = max(self.mask.shape[1], o.mask.shape[1])
         for a, b in zip(self.cache.layers, o.cache.layers):
@@ -86,10 +91,40 @@ class _Rows:
         for a in self._vecs()[1:]: setattr(self, a, torch.cat([getattr(self, a), getattr(o, a)]))
         return self
 
+class _SpareLayer(DynamicLayer):
+    "A full-attention cache layer that writes new columns into spare room instead of concatenating the whole cache each step."
+    spare = 32                                  # columns allocated ahead: one copy every `spare` decode steps
+    def _put(self, kv, x):                      # `keys`/`values` set from outside: no spare room until the next update
+        setattr(self, f"_{kv}b", x); setattr(self, f"_{kv}n", 0 if x is None or x.dim() < 4 else x.shape[-2])
+    _view = staticmethod(lambda b, n: b if b is None or b.dim() < 4 else b[:, :, :n])
+    keys = property(lambda s: s._view(s._kb, s._kn), lambda s, x: s._put("k", x))
+    values = property(lambda s: s._view(s._vb, s._vn), lambda s, x: s._put("v", x))
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized: self.lazy_initialization(key_states, value_states)
+        n, m = self._kn, key_states.shape[-2]
+        if self._kb.dim() < 4 or n + m > self._kb.shape[-2]:        # out of room: one copy into a larger buffer
+            grow = lambda b, x: torch.cat([b[:, :, :n], x.new_empty(*x.shape[:2], m + self.spare, x.shape[3])], 2) \
+                if b.dim() == 4 else x.new_empty(*x.shape[:2], m + self.spare, x.shape[3])
+            self._kb, self._vb = grow(self._kb, key_states), grow(self._vb, value_states)
+        self._kb[:, :, n:n + m], self._vb[:, :, n:n + m] = key_states, value_states
+        self._kn = self._vn = n + m
+        return self.keys, self.values
+    def batch_select_indices(self, indices):
+        if self._kn: self._kb, self._vb = self._kb[indices], self._vb[indices]   # the spare room comes along
+    def move_rows(self, src, dst, m: int):
+        "Copy rows `src` over rows `dst`, then keep the first `m` rows (a view)."
+        if self._kn and len(dst):
+            self._kb[dst, :, :self._kn] = self._kb[src, :, :self._kn]; self._vb[dst, :, :self._vn] = self._vb[src, :, :self._vn]
+        if self._kb is not None and self._kb.dim() == 4: self._kb, self._vb = self._kb[:m], self._vb[:m]
+    def drop_left(self, cols: int):
+        "Cut the first `cols` columns (a view: no copy, the spare room stays)."
+        self._kb, self._vb = self._kb[:, :, cols:], self._vb[:, :, cols:]
+        self._kn, self._vn = self._kn - cols, self._vn - cols
+
 def _full_cache():
     "A KV cache whose every layer keeps all columns (no sliding-window layers), so rows can be padded and merged."
-    from transformers import DynamicCache
-    return DynamicCache()
+    c = DynamicCache(); c.layer_class_to_replicate = _SpareLayer   # each layer is created at its first update
+    return c
 
 def _sliding_window(model) -> int | None:
     "The model's attention window when some of its layers use one, else None."
@@ -130,10 +165,14 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
     queue, prefix = list(range(len(prompts))), None
     P = min(len(os.path.commonprefix(enc)), min(map(len, enc)) - 1) if len(enc) > 1 else 0
     gen = [[] for _ in range(len(prompts) * n)]
+    rows_max = max(batch_size, n)
     def admit(b):
-        room = (max(batch_size, n) - (0 if b is None else len(b))) // n     # whole prompts that fit
+        free = rows_max - (0 if b is None else len(b))
+        room = free // n                                        # whole prompts that fit
         if not queue or room <= 0: return b
+        if free < max(n, rows_max // 8) and len(queue) > room: return b   # wait for a refill worth its own forward
         new = _prefill(model, enc, queue[:room], n, pad, dev, prefix); del queue[:room]
+        if stats is not None: stats["prefills"] = stats.get("prefills", 0) + 1
         return new if b is None else b.merge(new)
     was_training = model.training; model.eval()
     try:
@@ -145,7 +184,10 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
         if nl is not None and len(nl) < b.logits.shape[-1]:    # embedding rows beyond the tokenizer (padded vocab)
             nl = torch.cat([nl, nl.new_zeros(b.logits.shape[-1] - len(nl))])
         while b is not None and len(b):
-            nxt = _sample_next(b.logits, temperature, top_p, generator)
+            if temperature > 0:     # draw in output-row order: the random stream does not depend on where rows sit
+                order = b.rows.argsort(); nxt = torch.empty_like(b.rows)
+                nxt[order] = _sample_next(b.logits[order], temperature, top_p, generator)
+            else: nxt = _sample_next(b.logits, temperature, top_p, generator)
             b.count += 1
             if stats is not None: stats["tokens"] = stats.get("tokens", 0) + len(nxt)
             end = torch.isin(nxt, stops)
@@ -158,7 +200,7 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
             if bool(done.any()):
                 if on_rows_done is not None: on_rows_done(int(done.sum()))
                 keep = (~done).nonzero().squeeze(-1)
-                b.select(keep); nxt = nxt[keep]
+                nxt = nxt[b.select(keep)]
             if len(b):
                 b.mask = torch.cat([b.mask, b.mask.new_ones(len(b), 1)], 1); b.last = b.last + 1
                 out = model(input_ids=nxt[:, None], attention_mask=b.mask, position_ids=b.last[:, None], cache=b.cache,

@@ -194,7 +194,7 @@ def _train_step(self, step):
         raise RuntimeError(f"Selector {self.selector.describe()} returned no pairs for step {step}; "
                            "the pool is exhausted or every pair was filtered.")
     refreshed = getattr(self.selector, "last_refresh", None) == step      # next_batch just refreshed the pool
-    if cfg.snr_every and (refreshed or (step - 1) % cfg.snr_every == 0) and acc.is_main_process:
+    if cfg.snr_every and ((refreshed and cfg.snr_on_refresh) or (step - 1) % cfg.snr_every == 0) and acc.is_main_process:
         t1 = time.perf_counter(); self._snr_probe(step, ids, "refresh" if refreshed else "every"); snr_s = time.perf_counter() - t1
     self.model.train()
     self.optimizer.zero_grad(set_to_none=True)

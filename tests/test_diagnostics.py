@@ -159,3 +159,15 @@ def test_committed_notebooks_carry_little_output():
     nbs = sorted(NBS.glob("*.ipynb"))
     assert nbs
     check_notebook_outputs(nbs, max_bytes=20_000)
+
+def test_dashboard_says_what_the_probes_cost(run_dir):
+    "The status line gives the SNR probes' seconds and share of the run's time, from the summary's timers."
+    r = load_run(run_dir)
+    d = Dashboard(r["config"], min_interval=3600)
+    replay(r, d)
+    tm = r["summary"]["time"]
+    want = f"<b>SNR probes</b> {tm['snr_s']:.0f} s ({tm['snr_s'] / tm['total_s']:.0%} of {tm['total_s']:.0f} s)"
+    assert tm["total_s"] > 0 and want in d.status.value, d.status.value
+    late = Dashboard(r["config"], min_interval=3600)
+    late.on_end(dict(r["summary"], time=dict(tm, snr_s=0.25 * tm["total_s"])))
+    assert "(25% of" in late.status.value, late.status.value

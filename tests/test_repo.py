@@ -61,7 +61,10 @@ def test_default_run_can_move_its_curriculum_and_caps_gold_pairs():
     from sage_nb.config import Config
     c = Config().validate()
     assert_curriculum_can_reach_its_last_stratum(c)
-    assert c.max_gold_pairs_per_problem <= 1 and c.snr_every and c.snr_draws >= 3
+    assert c.max_gold_pairs_per_problem <= 1 and c.snr_every and c.snr_draws >= 1
+    import json
+    f = json.loads((ROOT/"experiments"/"fair.json").read_text())
+    assert f["snr_draws"] >= 3 and f["snr_on_refresh"] is True and f["snr_every"] == f["refresh_every"]   # the method's probes
 
 def test_regime_presets_and_script():
     "The data-limited preset differs from the fair one only in its budget, and regimes.sh runs every arm of the map."

@@ -20,7 +20,7 @@ for i in range(6):
     a, b = i + 2, 2*i + 3
     rows.append(make_pair(chat_prompt(tok, f"What is {a}+{b}?"), f"{a}+{b}={a+b}. #### {a+b}",
                           f"{a}+{b}={a+b+1}. #### {a+b+1}", problem_id=f"p{i}", difficulty=i % 3, pass_rate=0.5))
-cfg = Config(steps=8, batch_size=2, lr=1e-2, warmup_steps=2, scheduler="cosine", checkpoint_every=2, snr_every=2,
+cfg = Config(steps=8, batch_size=2, lr=1e-2, warmup_steps=2, scheduler="cosine", checkpoint_every=2, snr_every=2, snr_on_refresh=True,
              score_batch_size=4, max_length=96, max_prompt_length=64, selector="uniform", seed=3)
 
 from sage_nb.selectors import make_selector
