@@ -71,11 +71,10 @@ def padded_tokens(store, ids) -> dict:
     items, bs = store.items(ids), store.cfg.score_batch_size
     order = dpo.length_order(items); pair = [0, 0]
     for i in range(0, len(items), bs):                       # pair by pair: shared prefix once, two continuations
-        b = [items[j] for j in order[i:i + bs]]
-        S = [len(it["prompt_ids"]) + min(dpo.common_prefix_len(it["chosen_ids"], it["rejected_ids"]), len(it["chosen_ids"]) - 1,
-                                         len(it["rejected_ids"]) - 1) for it in b]
-        C = [len(it["prompt_ids"]) + len(it[k]) - s for k in ("chosen_ids", "rejected_ids") for it, s in zip(b, S)]
-        pair[0] += len(b) * max(S) + 2 * len(b) * max(C); pair[1] += sum(S) + sum(C)
+        b = dpo.collate_pairs(store.tokenizer, [items[j] for j in order[i:i + bs]])
+        S, L, n = b["shared_lens"].tolist(), b["attention_mask"].sum(1).tolist(), b["n_pairs"]
+        C = [L[r] - S[r % n] for r in range(2 * n)]          # as dpo._token_stats_shared splits each row
+        pair[0] += n * max(S) + 2 * n * max(C); pair[1] += sum(S) + sum(C)
     seqs = list(dict.fromkeys(s for it in items for s in pair_sequences(it))); seq = [0, 0]
     for b in sequence_batches(seqs, 2 * bs):                 # by sequence: each prompt once, its responses on its cache in length groups
         part = [seqs[j] for j in b]; prompts = list(dict.fromkeys(p for p, _ in part))
