@@ -9,8 +9,9 @@ import torch
 from .models import mixed_precision, pick_device, resolve_precision
 
 # %% auto #0
-__all__ = ['PROCESS_GROUP_TIMEOUT_S', 'METRIC_KEYS', 'make_accelerator', 'tracker_names', 'check_trackers', 'start_trackers',
-           'micro_batches', 'accumulate_grads', 'gather_step', 'loss_scaled', 'clip_and_step', 'step_metrics']
+__all__ = ['PROCESS_GROUP_TIMEOUT_S', 'METRIC_KEYS', 'make_accelerator', 'drop_stale_state', 'tracker_names', 'check_trackers',
+           'start_trackers', 'micro_batches', 'accumulate_grads', 'gather_step', 'loss_scaled', 'clip_and_step',
+           'step_metrics']
 
 # %% ../nbs/14b_steps.ipynb #ac0e0002
 PROCESS_GROUP_TIMEOUT_S = 4 * 3600   # the other processes wait while the main one samples pairs or evaluates
@@ -21,8 +22,20 @@ def make_accelerator(device=None, precision: str = "auto"):
     from accelerate import Accelerator, InitProcessGroupKwargs
     dev = pick_device("auto") if device is None else torch.device(device)
     wait = InitProcessGroupKwargs(timeout=timedelta(seconds=PROCESS_GROUP_TIMEOUT_S))
-    return Accelerator(cpu=dev.type == "cpu", mixed_precision=mixed_precision(resolve_precision(precision, dev)),
-                       kwargs_handlers=[wait])
+    mp = mixed_precision(resolve_precision(precision, dev))
+    drop_stale_state(mp, dev.type == "cpu")
+    return Accelerator(cpu=dev.type == "cpu", mixed_precision=mp, kwargs_handlers=[wait])
+
+def drop_stale_state(mixed_precision: str, cpu: bool) -> bool:
+    """Forget the one-process accelerate state an earlier `Accelerator` of this kernel left with other settings (a
+    TRL trainer's cell, another precision): accelerate keeps one per process and refuses a second. Under
+    `accelerate launch` (several processes) the state is the launcher's and stays. True when it was dropped."""
+    from accelerate.state import AcceleratorState
+    st = AcceleratorState._shared_state
+    if not st or st.get("num_processes", 1) != 1: return False
+    if st.get("_mixed_precision") == mixed_precision and not (cpu and st["device"].type != "cpu"): return False
+    AcceleratorState._reset_state(reset_partial_state=True)
+    return True
 
 # %% ../nbs/14b_steps.ipynb #2f426265
 def tracker_names(report_to: str) -> list[str]:
