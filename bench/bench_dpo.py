@@ -142,7 +142,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="random 2-layer model instead of the embedded SmolLM2-135M")
     ap.add_argument("--pairs", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps (after --warmup)")
+    ap.add_argument("--steps", type=int, default=5, help="timed steps (after --warmup)")
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--child-steps", type=int, default=2)
     ap.add_argument("--max-length", type=int, default=320)

@@ -10,7 +10,8 @@ row after it ended does not count). The loop runs without its stop-after-`####`-
 paths decode the same kind of sequences; greedy outputs of the two paths are compared token by token.
 Tokens/s are given per wall-clock second and per second of this process's CPU time; the GOAL ratios use
 CPU time, which other jobs on a shared machine do not inflate (with one torch thread it is the compute spent).
-It also prints the bound: the row-steps `generate` decoded per useful token, at equal rows in flight the most that
+It prints the loop's decode forwards, row-steps and prefill forwards (counts that do not depend on the machine's
+load) next to the steps of `generate`'s calls, and the bound: the row-steps `generate` decoded per useful token, at equal rows in flight the most that
 dropping finished rows can save of the decoding (the loop also prefills each prompt once for its k rows).
 Each GOAL value is the loop's speedup (useful tokens per CPU second, loop / `generate`) divided by that bound, both
 from the same run; it equals the loop's useful tokens per CPU second as a share of the row-steps `generate` decodes
@@ -63,23 +64,29 @@ def measure(model, tok, prompts, k, a, stops):
     rows = kv_generate(model, tok, prompts, k, a.max_new_tokens, temp, 1.0, torch.Generator().manual_seed(a.seed),
                        stop_after_answer=False, stats=st, batch_size=a.batch_size)
     res["kv_loop"] = (st["tokens"], time.perf_counter() - t0, time.process_time() - c0, rows)
-    per, t0, c0, rows = max(1, a.batch_size // k), time.perf_counter(), time.process_time(), []
+    res["loop_steps"] = st
+    per, t0, c0, rows, steps = max(1, a.batch_size // k), time.perf_counter(), time.process_time(), [], 0
     for i in range(0, len(prompts), per):
-        rows += hf_generate(model, tok, prompts[i:i + per], k, a.max_new_tokens, temp, stops, a.seed + i)
+        rows += (out := hf_generate(model, tok, prompts[i:i + per], k, a.max_new_tokens, temp, stops, a.seed + i))
+        steps += len(out[0])                       # a call decodes as many steps as its longest row
     res["generate"] = (useful(rows, stops, a.max_new_tokens), time.perf_counter() - t0, time.process_time() - c0,
                        strip(rows, stops))
     res["row_steps"] = sum(map(len, rows))         # every row of a generate call runs until its longest row ends
+    res["generate_steps"] = steps
     return res
 
 
-def report(res):
+def report(res, rows_in_flight):
     "Print tokens/s per path (wall clock and process CPU time) and the row-step bound; return (CPU-time speedup, bound)."
-    steps = res.pop("row_steps")
+    steps, st, g_steps = res.pop("row_steps"), res.pop("loop_steps"), res.pop("generate_steps")
     wall = {p: r[0] / r[1] for p, r in res.items()}
     cpu = {p: r[0] / r[2] for p, r in res.items()}
     for p, (u, s, c, _) in res.items():
         print(f"  {p:9s} {u:6d} useful tokens in {s:7.1f} s wall ({wall[p]:7.1f} tokens/s), {c:7.1f} s CPU "
               f"({cpu[p]:7.1f} tokens/s)", flush=True)
+    print(f"  kv_loop ran {st['forwards']} decode forwards ({st['row_steps']} row-steps, {st['row_steps'] / st['forwards']:.1f} "
+          f"rows each; {st['row_steps'] / rows_in_flight:.1f} full forwards would hold them) and {st['prefills']} "
+          f"prefill forwards; generate's calls ran {g_steps} steps")
     print(f"  ratio kv_loop / generate = {wall['kv_loop'] / wall['generate']:.2f}x wall, "
           f"{cpu['kv_loop'] / cpu['generate']:.2f}x CPU time")
     print(f"  generate decoded {steps} row-steps for {res['generate'][0]} useful tokens: at equal rows in flight, dropping "
@@ -114,10 +121,10 @@ def main(argv=None):
           f"{a.levels}), k={a.k}, max_new_tokens={a.max_new_tokens}, rows in flight={a.batch_size}, "
           f"threads={torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"sampling (temperature {a.temperature}, k={a.k}):")
-    sp_s, b_s = report(measure(model, tok, prompts, a.k, a, stops))
+    sp_s, b_s = report(measure(model, tok, prompts, a.k, a, stops), a.batch_size)
     print("greedy evaluation (k=1):")
     g = measure(model, tok, prompts, 1, a, stops)
-    sp_g, b_g = report(g)
+    sp_g, b_g = report(g, a.batch_size)
     same = sum(x == y for x, y in zip(g["kv_loop"][-1], g["generate"][-1]))
     print(f"  greedy outputs identical to generate's: {same}/{len(prompts)}; load average {os.getloadavg()[0]:.1f}")
     res = dict(sampling_vs_bound=sp_s / b_s, greedy_eval_vs_bound=sp_g / b_g)

@@ -74,13 +74,17 @@ def padded_tokens(store, ids) -> dict:
         b = dpo.collate_pairs(store.tokenizer, [items[j] for j in order[i:i + bs]])
         S, L, n = b["shared_lens"].tolist(), b["attention_mask"].sum(1).tolist(), b["n_pairs"]
         C = [L[r] - S[r % n] for r in range(2 * n)]          # as dpo._token_stats_shared splits each row
-        pair[0] += n * max(S) + 2 * n * max(C); pair[1] += sum(S) + sum(C)
+        G = dpo.common_start(b["input_ids"][:n], S)          # the system turn, once per batch (dpo.prefix_forward)
+        pair[0] += G + n * (max(S) - G) + 2 * n * max(C); pair[1] += sum(S) - (n - 1) * G + sum(C)
     seqs = list(dict.fromkeys(s for it in items for s in pair_sequences(it))); seq = [0, 0]
     for b in sequence_batches(seqs, 2 * bs):                 # by sequence: each prompt once, its responses on its cache in length groups
         part = [seqs[j] for j in b]; prompts = list(dict.fromkeys(p for p, _ in part))
-        L = [len(r) for _, r in part]
-        seq[0] += len(prompts) * max(map(len, prompts)) + sum(len(g) * max(L[i] for i in g) for g in length_buckets(L))
-        seq[1] += sum(map(len, prompts)) + sum(len(r) for _, r in part)
+        L, P = [len(r) for _, r in part], [len(p) for p in prompts]
+        ids = torch.zeros((len(prompts), max(P)), dtype=torch.long)
+        for i, p in enumerate(prompts): ids[i, :P[i]] = torch.tensor(p)
+        G = dpo.common_start(ids, P)
+        seq[0] += G + len(prompts) * (max(P) - G) + sum(len(g) * max(L[i] for i in g) for g in length_buckets(L))
+        seq[1] += sum(P) - (len(prompts) - 1) * G + sum(len(r) for _, r in part)
     return dict(by_pair=pair, by_sequence=seq, sequences=len(seqs), prompts=len({p for p, _ in seqs}))
 
 

@@ -12,8 +12,9 @@ from .models import end_of_turn
 
 # %% auto #0
 __all__ = ['KEEP_PROBS_BYTES', 'LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs',
-           'ChunkedLogProb', 'token_logp_energy', 'NonFiniteLogps', 'diff_start', 'pair_forward',
-           'reference_token_logps', 'DPOLossOutput', 'dpo_loss', 'pair_loss', 'loss_metrics', 'length_order']
+           'ChunkedLogProb', 'token_logp_energy', 'NonFiniteLogps', 'common_start', 'prefix_forward', 'diff_start',
+           'pair_forward', 'reference_token_logps', 'DPOLossOutput', 'dpo_loss', 'pair_loss', 'loss_metrics',
+           'length_order']
 
 # %% ../nbs/04_dpo.ipynb #04129aa6
 class PairTooLong(ValueError):
@@ -231,6 +232,31 @@ def _can_share_prefix(model) -> bool:
     if getattr(parts[0], "gradient_checkpointing", False) and parts[0].training: return False  # HF drops the cache then
     return getattr(cfg, "sliding_window", None) is None
 
+def common_start(ids, lens, min_tokens: int = 8) -> int:
+    """Length of the token start all rows of `ids` share (each row's first `lens[i]` tokens), kept below every row's
+    length so each row has a token of its own; 0 below `min_tokens` (too short to be worth a separate forward)."""
+    if ids.shape[0] < 2: return 0
+    n = min(int(l) for l in lens) - 1
+    if n < min_tokens: return 0
+    d = (ids[1:, :n] != ids[:1, :n]).any(0)
+    g = int(d.int().argmax()) if bool(d.any()) else n
+    return g if g >= min_tokens else 0
+
+def prefix_forward(backbone, ids, am, dev):
+    """`backbone(ids, am, use_cache=True)` as (KV cache, last hidden state) for right-padded rows, with the start all
+    rows share (a chat template's system turn) run once and its cache repeated for every row (gradient included)."""
+    G = common_start(ids, am.sum(1).tolist())
+    if G == 0:
+        out = backbone(input_ids=ids.to(dev), attention_mask=am.to(dev), use_cache=True)
+        return _out_cache(out), out.last_hidden_state
+    B, T = ids.shape
+    first = backbone(input_ids=ids[:1, :G].to(dev), use_cache=True)
+    cache = _out_cache(first)
+    for layer in cache.layers: layer.batch_select_indices(torch.zeros(B, dtype=torch.long, device=dev))
+    rest = backbone(input_ids=ids[:, G:].to(dev), attention_mask=am.to(dev), use_cache=True,
+                    position_ids=torch.arange(G, T, device=dev).expand(B, -1), **{_cache_kw(backbone): cache})
+    return _out_cache(rest), torch.cat([first.last_hidden_state.expand(B, -1, -1), rest.last_hidden_state], 1)
+
 def _token_stats_shared(model, batch, dev, chunk=None):
     """Like `_token_stats`, but the prefix a pair's two sequences share (prompt + common response start) runs through
     the backbone once; chosen and rejected continuations attend to its (differentiable) KV cache."""
@@ -250,8 +276,7 @@ def _token_stats_shared(model, batch, dev, chunk=None):
     for r in range(2 * B):
         s0 = S[r % B]; c_ids[r, :cont_len[r]] = ids[r, s0:L[r]]; c_am[r, :cont_len[r]] = 1
         c_pos[r] = torch.arange(s0, s0 + Cmax)
-    pre = backbone(input_ids=pre_ids.to(dev), attention_mask=pre_am.to(dev), use_cache=True)
-    cache, hp = _out_cache(pre), pre.last_hidden_state                            # hp: (B, Smax, H)
+    cache, hp = prefix_forward(backbone, pre_ids, pre_am, dev)                   # hp: (B, Smax, H)
     idx = torch.cat([torch.arange(B), torch.arange(B)]).to(dev)
     for layer in cache.layers: layer.batch_select_indices(idx)
     hc = backbone(input_ids=c_ids.to(dev), attention_mask=torch.cat([pre_am.repeat(2, 1), c_am], 1).to(dev),

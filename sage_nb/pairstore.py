@@ -156,6 +156,11 @@ def _continue(backbone, head, cache, hp, pre_am, P, grp, seqs, rows, dev, chunk)
     order = torch.sort(torch.cat([torch.arange(R), keep.nonzero()[:, 0]]), stable=True).indices.to(logp.device)
     return list(zip(logp[order].float().cpu().split(L), energy[order].float().cpu().split(L)))
 
+def _rows_view(cache):
+    "A cache object of its own over the same key/value tensors: selecting its rows rebinds them, leaving `cache`'s intact."
+    c = copy.copy(cache); c.layers = [copy.copy(l) for l in cache.layers]
+    return c
+
 def _stats_shared_prompt(model, seqs, dev, chunk=None) -> list:
     """(log p, energy) per response token of each of `seqs`: each distinct prompt runs once, its responses on its KV cache,
     in up to 3 groups of similar response lengths (`probe.length_buckets`) so that short responses do not pad to long ones."""
@@ -164,12 +169,11 @@ def _stats_shared_prompt(model, seqs, dev, chunk=None) -> list:
     P = [len(p) for p in prompts]
     pre_ids = torch.zeros((len(prompts), max(P)), dtype=torch.long); pre_am = torch.zeros_like(pre_ids)
     for g, p in enumerate(prompts): pre_ids[g, :P[g]] = torch.tensor(p); pre_am[g, :P[g]] = 1
-    pre = backbone(input_ids=pre_ids.to(dev), attention_mask=pre_am.to(dev), use_cache=True)
-    cache, hp, grp = dpo._out_cache(pre), pre.last_hidden_state, [g_of[p] for p, _ in seqs]
+    (cache, hp), grp = dpo.prefix_forward(backbone, pre_ids, pre_am, dev), [g_of[p] for p, _ in seqs]
     buckets = length_buckets([len(r) for _, r in seqs])
     out = [None] * len(seqs)
     for b, rows in enumerate(buckets):
-        c = cache if b == len(buckets) - 1 else copy.deepcopy(cache)   # each group selects its rows of the prompts' cache
+        c = cache if b == len(buckets) - 1 else _rows_view(cache)   # each group selects its rows of the prompts' cache
         for i, v in zip(rows, _continue(backbone, head, c, hp, pre_am, P, grp, seqs, rows, dev, chunk)): out[i] = v
     return out
 

@@ -77,11 +77,26 @@ class _Rows:
         perm = torch.arange(m, device=keep.device); perm[dst] = torch.tensor(src, dtype=perm.dtype, device=keep.device)
         for l in self.cache.layers: l.move_rows(perm[dst], dst, m)
         for a in self._vecs(): setattr(self, a, getattr(self, a)[perm])
-        lead = int(self.mask.any(0).int().argmax()) if len(keep) else 0   # columns that are padding in every row
+        self._trim()
+        return perm
+    def _trim(self):
+        lead = int(self.mask.any(0).int().argmax()) if len(self) else 0   # columns that are padding in every row
         if lead:
             for l in self.cache.layers: l.drop_left(lead)
             self.mask = self.mask[:, lead:]
-        return perm
+    def take(self, idx: torch.Tensor) -> "_Rows":
+        "A copy of rows `idx` with a cache of its own; this object is left as it was."
+        c = copy.copy(self.cache); c.layers = [copy.copy(l) for l in self.cache.layers]
+        for l in c.layers: l.keys, l.values = l.keys[idx], l.values[idx]
+        r = _Rows(c, *(getattr(self, a)[idx] for a in ("mask", "last", "rows", "logits"))); r.count = self.count[idx]
+        r._trim(); return r
+    def repeat(self, n: int) -> "_Rows":
+        "Each row `n` times, rows r -> r*n .. r*n+n-1 (prompt ids -> output rows)."
+        if n == 1: return self
+        self.cache.batch_repeat_interleave(n)
+        self.rows = (self.rows[:, None] * n + torch.arange(n, device=self.rows.device)).flatten()
+        for a in ("mask", "last", "logits", "count"): setattr(self, a, getattr(self, a).repeat_interleave(n, 0))
+        return self
     def merge(self, o: "_Rows"):
         T = max(self.mask.shape[1], o.mask.shape[1])
         for a, b in zip(self.cache.layers, o.cache.layers):
@@ -144,12 +159,7 @@ def _prefill(model, enc, idx, n, pad, dev, prefix=None) -> _Rows:
     if pc is not None: cache = copy.deepcopy(pc); cache.batch_repeat_interleave(len(idx))
     else: cache = _full_cache()
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
-    rows = (torch.tensor(idx, device=dev)[:, None] * n + torch.arange(n, device=dev)).flatten()
-    r = _Rows(out.cache, mask, pos[:, -1], rows, out.logits[:, -1].float())
-    if n > 1:
-        r.cache.batch_repeat_interleave(n)
-        r.mask, r.last, r.logits = (x.repeat_interleave(n, 0) for x in (r.mask, r.last, r.logits))
-    return r
+    return _Rows(out.cache, mask, pos[:, -1], torch.tensor(idx, device=dev), out.logits[:, -1].float()).repeat(n)
 
 # %% ../nbs/03_rollout.ipynb #a41f6c3b
 @torch.inference_mode()
@@ -166,13 +176,20 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
     P = min(len(os.path.commonprefix(enc)), min(map(len, enc)) - 1) if len(enc) > 1 else 0
     gen = [[] for _ in range(len(prompts) * n)]
     rows_max = max(batch_size, n)
+    pool, st = None, stats if stats is not None else {}        # pool: prompts prefilled ahead (rows = prompt ids)
     def admit(b):
-        free = rows_max - (0 if b is None else len(b))
+        nonlocal pool
+        free, ready = rows_max - (0 if b is None else len(b)), 0 if pool is None else len(pool)
         room = free // n                                        # whole prompts that fit
-        if not queue or room <= 0: return b
-        if free < max(n, rows_max // 8) and len(queue) > room: return b   # wait for a refill worth its own forward
-        new = _prefill(model, enc, queue[:room], n, pad, dev, prefix); del queue[:room]
-        if stats is not None: stats["prefills"] = stats.get("prefills", 0) + 1
+        if not (queue or ready) or room <= 0: return b
+        if free < max(n, rows_max // 8) and len(queue) + ready > room: return b   # wait for a refill worth a merge
+        if ready < room and queue:                              # one forward prefills up to `rows_max` prompts ahead
+            new = _prefill(model, enc, queue[:rows_max], 1, pad, dev, prefix); del queue[:rows_max]
+            st["prefills"] = st.get("prefills", 0) + 1
+            pool = new if not ready else pool.merge(new)
+        order = pool.rows.argsort()                             # queue order: lowest prompt ids first
+        new = pool.take(order[:room]).repeat(n)
+        pool.select(order[room:].sort().values)
         return new if b is None else b.merge(new)
     was_training = model.training; model.eval()
     try:
@@ -189,7 +206,7 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
                 nxt[order] = _sample_next(b.logits[order], temperature, top_p, generator)
             else: nxt = _sample_next(b.logits, temperature, top_p, generator)
             b.count += 1
-            if stats is not None: stats["tokens"] = stats.get("tokens", 0) + len(nxt)
+            st["tokens"] = st.get("tokens", 0) + len(nxt)
             end = torch.isin(nxt, stops)
             done = end | (b.count >= max_new_tokens)
             for r, tk, e in zip(b.rows.tolist(), nxt.tolist(), end.tolist()):
@@ -206,6 +223,7 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
                 out = model(input_ids=nxt[:, None], attention_mask=b.mask, position_ids=b.last[:, None], cache=b.cache,
                             use_cache=True)
                 b.cache, b.logits = out.cache, out.logits[:, -1].float()
+                st["forwards"], st["row_steps"] = st.get("forwards", 0) + 1, st.get("row_steps", 0) + len(b)
             b = admit(b if len(b) else None)
     finally: model.train(was_training)
     return gen
