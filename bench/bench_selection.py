@@ -27,7 +27,8 @@ from sage_nb.config import Config, pool_size, pairs_per_interval
 
 TARGET = 0.30
 
-def goal(ratio: float) -> str: return f"GOAL selection_overhead {ratio:.2f} {TARGET} {'PASS' if ratio <= TARGET else 'FAIL'}"
+def goal(ratio: float) -> str:   # three decimals: a value that rounds to the target still shows which side it is on
+    return f"GOAL selection_overhead {ratio:.3f} {TARGET} {'PASS' if ratio <= TARGET else 'FAIL'}"
 
 
 def arithmetic_pairs(tok, n: int, seed: int = 0):

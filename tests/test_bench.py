@@ -30,7 +30,8 @@ def test_overhead_from_runs(tmp_path, capsys):
     assert out[0]["ratio"] == pytest.approx(0.3) and out[1]["ratio"] == pytest.approx(0.4)
     assert out[0]["scored"] == [40, 25] and out[0]["at"] == [1, 11]
     out = capsys.readouterr().out
-    assert "mean 35.0%" in out and "GOAL selection_overhead 0.35 0.3 FAIL" in out
+    assert "mean 35.0%" in out and "GOAL selection_overhead 0.350 0.3 FAIL" in out
+    assert bench_selection.goal(0.303) == "GOAL selection_overhead 0.303 0.3 FAIL"   # shows the side of a near miss
 
 
 def test_overhead_from_runs_needs_a_scoring_run(tmp_path):
