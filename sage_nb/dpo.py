@@ -11,7 +11,7 @@ from .config import Config
 from .models import end_of_turn
 
 # %% auto #0
-__all__ = ['KEEP_PROBS_BYTES', 'LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs',
+__all__ = ['KEEP_PROBS_BYTES', 'SHARE_START', 'LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs',
            'ChunkedLogProb', 'token_logp_energy', 'NonFiniteLogps', 'common_start', 'prefix_forward', 'diff_start',
            'pair_forward', 'reference_token_logps', 'DPOLossOutput', 'dpo_loss', 'pair_loss', 'loss_metrics',
            'length_order']
@@ -242,10 +242,12 @@ def common_start(ids, lens, min_tokens: int = 8) -> int:
     g = int(d.int().argmax()) if bool(d.any()) else n
     return g if g >= min_tokens else 0
 
+SHARE_START = True   # off while per-row gradients are captured (`probe`): the shared start would mix the rows'
+
 def prefix_forward(backbone, ids, am, dev):
     """`backbone(ids, am, use_cache=True)` as (KV cache, last hidden state) for right-padded rows, with the start all
     rows share (a chat template's system turn) run once and its cache repeated for every row (gradient included)."""
-    G = common_start(ids, am.sum(1).tolist())
+    G = common_start(ids, am.sum(1).tolist()) if SHARE_START else 0
     if G == 0:
         out = backbone(input_ids=ids.to(dev), attention_mask=am.to(dev), use_cache=True)
         return _out_cache(out), out.last_hidden_state

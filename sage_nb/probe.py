@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import numpy as np
 import torch
+from . import dpo
 
 # %% auto #0
 __all__ = ['gradient_snr', 'flat_grad', 'per_pair_grads_loop', 'NotBatchable', 'lora_linears', 'per_pair_grads_batched',
@@ -74,10 +75,12 @@ class _PairGradCapture:
         off, self.slot = 0, {}
         for p in params: self.slot[id(p)] = (off, p.shape); off += p.numel()
         self.P, self.mods = off, mods
-    def __enter__(self):
+    def __enter__(self):                        # each row its own forward: no start shared across rows
+        self._share, dpo.SHARE_START = dpo.SHARE_START, False
         self.handles = [m.register_forward_hook(self._fwd) for m in self.mods]; return self
     def __exit__(self, *a):
         for h in self.handles: h.remove()
+        dpo.SHARE_START = self._share
     def _view(self, p):
         off, shape = self.slot[id(p)]
         return self.G[:, off:off + p.numel()].view(self.B, *shape)
