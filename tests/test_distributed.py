@@ -54,10 +54,17 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dist")
     return tmp, _train(tmp, "one", 1), _train(tmp, "two", 2)
 
+def _tied(x, y, tol=1e-5):
+    "The policy still is the reference (no update yet): every reward is float rounding, and the sign of a margin a coin toss."
+    return all(abs(r[k]) < tol for r in (x, y) for k in ("rewards/chosen", "rewards/rejected"))
+
 def _close(a, b, keys=("loss", "dpo_loss", "nll", "rewards/margins", "rewards/accuracies", "grad_norm", "lr"), tol=1e-4):
     assert [r["step"] for r in a] == [r["step"] for r in b]
     for x, y in zip(a, b):
-        for k in keys: assert abs(x[k] - y[k]) <= tol, (x["step"], k, x[k], y[k])
+        for k in keys:
+            if k == "rewards/accuracies" and _tied(x, y): continue    # a share of margins > 0 among rounding-level margins
+            assert abs(x[k] - y[k]) <= tol, (x["step"], k, x[k], y[k])
+    assert not all(_tied(x, y) for x, y in zip(a, b))                 # the accuracies were compared at some step
 
 def test_two_processes_train_like_one(runs):
     tmp, one, two = runs
