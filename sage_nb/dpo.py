@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from .config import Config
 from .models import end_of_turn
+from .head import _chunk_rows, token_logp_energy
 
 # %% auto #0
-__all__ = ['KEEP_PROBS_BYTES', 'SHARE_START', 'LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs',
-           'ChunkedLogProb', 'token_logp_energy', 'NonFiniteLogps', 'common_start', 'prefix_forward', 'diff_start',
-           'pair_forward', 'reference_token_logps', 'DPOLossOutput', 'dpo_loss', 'pair_loss', 'loss_metrics',
-           'length_order']
+__all__ = ['SHARE_START', 'LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs', 'NonFiniteLogps',
+           'common_start', 'prefix_forward', 'diff_start', 'pair_forward', 'reference_token_logps', 'DPOLossOutput',
+           'dpo_loss', 'pair_loss', 'loss_metrics', 'length_order']
 
 # %% ../nbs/04_dpo.ipynb #04129aa6
 class PairTooLong(ValueError):
@@ -105,75 +105,6 @@ def collate_pairs(tokenizer, rows, max_length: int | None = None, max_prompt_len
     for k in ("ref_logp_chosen", "ref_logp_rejected"):
         if all(k in it and it[k] is not None for it in items): batch[k] = torch.tensor([float(it[k]) for it in items])
     return batch
-
-# %% ../nbs/04_dpo.ipynb #df932153
-def _chunk_rows(n_vocab: int, chunk_elems: int = 2**23) -> int: return max(1, chunk_elems // max(n_vocab, 1))
-
-KEEP_PROBS_BYTES = 2**29    # softmax probabilities up to this size are kept for backward instead of recomputed
-
-class ChunkedLogProb(torch.autograd.Function):
-    "Per-token `log p(target)` and `Σ_v p_v²` of `hidden @ weight.T + bias`, computed in token chunks, logits never stored."
-    @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, chunk: int):
-        ctx.set_materialize_grads(False)
-        dt = weight.dtype if weight.dtype.is_floating_point else hidden.dtype
-        N, V = hidden.shape[0], weight.shape[0]
-        logp = torch.empty(N, device=hidden.device, dtype=torch.float32)
-        sumsq = torch.empty(N, device=hidden.device, dtype=torch.float32)
-        lse = torch.empty(N, device=hidden.device, dtype=torch.float32)
-        keep = any(ctx.needs_input_grad[:3]) and N * V * 4 <= KEEP_PROBS_BYTES
-        probs = torch.empty(N, V, device=hidden.device, dtype=torch.float32) if keep else None
-        with torch.autocast(hidden.device.type, enabled=False):
-            for s in range(0, N, chunk):
-                z = (hidden[s:s+chunk].to(dt) @ weight.t()).float()
-                if bias is not None: z += bias.float()
-                zt = z.gather(1, targets[s:s+chunk, None]).squeeze(1)
-                m = z.amax(dim=-1)
-                e = (z - m[:, None]) if keep else z.sub_(m[:, None])    # in place unless z is needed below
-                e.exp_()
-                tot = e.sum(-1)
-                l = m + tot.log()
-                lse[s:s+chunk] = l
-                logp[s:s+chunk] = zt - l
-                sumsq[s:s+chunk] = torch.linalg.vector_norm(e, dim=-1).square_() / (tot * tot)
-                if keep: torch.sub(z, l[:, None], out=probs[s:s+chunk]).exp_()   # what backward would recompute
-        ctx.save_for_backward(hidden, weight, bias, targets, lse)
-        ctx.chunk, ctx.dt, ctx.probs = chunk, dt, probs
-        ctx.mark_non_differentiable(sumsq)
-        return logp, sumsq
-
-    @staticmethod
-    def backward(ctx, g_logp, g_sumsq):
-        hidden, weight, bias, targets, lse = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        gh = gw = gb = None
-        if g_logp is None or not (need_h or need_w or need_b): return gh, gw, gb, None, None
-        dt, chunk = ctx.dt, ctx.chunk
-        if need_h: gh = torch.zeros(hidden.shape, device=hidden.device, dtype=torch.float32)
-        if need_w: gw = torch.zeros(weight.shape, device=weight.device, dtype=torch.float32)
-        if need_b: gb = torch.zeros(bias.shape, device=bias.device, dtype=torch.float32)
-        with torch.autocast(hidden.device.type, enabled=False):
-            for s in range(0, hidden.shape[0], chunk):
-                h = hidden[s:s+chunk].to(dt)
-                g = g_logp[s:s+chunk].float()
-                if ctx.probs is not None: gz = ctx.probs[s:s+chunk].mul(-g[:, None])   # d logp / dz = onehot - p
-                else:
-                    z = (h @ weight.t()).float()
-                    if bias is not None: z += bias.float()
-                    gz = z.sub_(lse[s:s+chunk, None]).exp_().mul_(-g[:, None])
-                gz.scatter_add_(1, targets[s:s+chunk, None], g[:, None])
-                if need_h: gh[s:s+chunk] = (gz.to(dt) @ weight).float()
-                if need_w: gw += (gz.t().to(dt) @ h).float()
-                if need_b: gb += gz.sum(0)
-        return (gh.to(hidden.dtype) if gh is not None else None, gw.to(weight.dtype) if gw is not None else None,
-                gb.to(bias.dtype) if gb is not None else None, None, None)
-
-def token_logp_energy(hidden, weight, bias, targets, chunk: int | None = None):
-    "(log p(target), energy) per token for hidden states `(N, H)` and an LM head `weight (V, H)`; energy has no grad."
-    chunk = chunk or _chunk_rows(weight.shape[0])
-    logp, sumsq = ChunkedLogProb.apply(hidden, weight, bias, targets, chunk)
-    energy = (1 - 2 * logp.detach().exp() + sumsq).clamp_min(0)
-    return logp, energy
 
 # %% ../nbs/04_dpo.ipynb #36728e6d
 class NonFiniteLogps(FloatingPointError):

@@ -10,6 +10,7 @@ import numpy as np, pandas as pd
 import torch
 from .config import Config
 from . import dpo, scoring
+from .head import token_logp_energy
 from .probe import length_buckets
 from .reference import REF_COLUMNS, adapter_is_zero, reference_stats, cache_fingerprint, check_fingerprint, fingerprint
 
@@ -152,7 +153,7 @@ def _continue(backbone, head, cache, hp, pre_am, P, grp, seqs, rows, dev, chunk)
     keep = c_am[:, 1:].bool()                                       # continuation position j predicts token j+1
     first = hp[idx, torch.tensor([P[j] - 1 for j in g], device=dev)]     # the prompt's last state predicts token 0
     hs = torch.cat([first, hc[:, :-1][keep.to(dev)]]).to(head.weight.device)
-    logp, energy = dpo.token_logp_energy(hs, head.weight, head.bias, torch.cat([c_ids[:, 0], c_ids[:, 1:][keep]]).to(hs.device), chunk)
+    logp, energy = token_logp_energy(hs, head.weight, head.bias, torch.cat([c_ids[:, 0], c_ids[:, 1:][keep]]).to(hs.device), chunk)
     order = torch.sort(torch.cat([torch.arange(R), keep.nonzero()[:, 0]]), stable=True).indices.to(logp.device)
     return list(zip(logp[order].float().cpu().split(L), energy[order].float().cpu().split(L)))
 

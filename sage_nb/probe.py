@@ -134,7 +134,6 @@ def per_pair_grads(forward, ids, params, model=None, terms=None, seq_forward=Non
 # %% ../nbs/14_probe.ipynb #a1b2c3e2
 def per_sequence_forward(store, model, loss_fn=None):
     "`ids -> ((logp_chosen, logp_rejected), per-pair (total, dpo, nll))` of `store`'s pairs, chosen and rejected sequences run whole."
-    from sage_nb import dpo
     def fwd(ids):
         dev = next(model.parameters()).device
         out = dpo.pair_forward(model, store.batch(ids, dev), on_nonfinite="flag", share_prefix=False)
