@@ -81,9 +81,7 @@ def padded_tokens(store, ids) -> dict:
     for b in sequence_batches(seqs, 2 * bs):                 # by sequence: each prompt once, its responses on its cache in length groups
         part = [seqs[j] for j in b]; prompts = list(dict.fromkeys(p for p, _ in part))
         L, P = [len(r) for _, r in part], [len(p) for p in prompts]
-        ids = torch.zeros((len(prompts), max(P)), dtype=torch.long)
-        for i, p in enumerate(prompts): ids[i, :P[i]] = torch.tensor(p)
-        G = dpo.common_start(ids, P)
+        G = dpo.common_start(dpo.right_pad(prompts)[0], P)
         seq[0] += G + len(prompts) * (max(P) - G) + sum(len(g) * max(L[i] for i in g) for g in length_buckets(L))
         seq[1] += sum(P) - (len(prompts) - 1) * G + sum(len(r) for _, r in part)
     return dict(by_pair=pair, by_sequence=seq, sequences=len(seqs), prompts=len({p for p, _ in seqs}))

@@ -13,8 +13,8 @@ from .head import _chunk_rows, token_logp_energy
 
 # %% auto #0
 __all__ = ['SHARE_START', 'LOSS_TYPES', 'PairTooLong', 'common_prefix_len', 'tokenize_pair', 'collate_pairs', 'NonFiniteLogps',
-           'common_start', 'prefix_forward', 'diff_start', 'pair_forward', 'reference_token_logps', 'DPOLossOutput',
-           'dpo_loss', 'pair_loss', 'loss_metrics', 'length_order']
+           'common_start', 'prefix_forward', 'right_pad', 'continue_on_cache', 'diff_start', 'pair_forward',
+           'reference_token_logps', 'DPOLossOutput', 'dpo_loss', 'pair_loss', 'loss_metrics', 'length_order']
 
 # %% ../nbs/04_dpo.ipynb #04129aa6
 class PairTooLong(ValueError):
@@ -190,6 +190,22 @@ def prefix_forward(backbone, ids, am, dev):
                     position_ids=torch.arange(G, T, device=dev).expand(B, -1), **{_cache_kw(backbone): cache})
     return _out_cache(rest), torch.cat([first.last_hidden_state.expand(B, -1, -1), rest.last_hidden_state], 1)
 
+def right_pad(rows) -> tuple:
+    "(ids, attention mask) of token sequences `rows` (lists, tuples or 1-d tensors), padded on the right with 0."
+    L = [len(r) for r in rows]
+    ids = torch.zeros((len(rows), max(L)), dtype=torch.long); am = torch.zeros_like(ids)
+    for i, r in enumerate(rows): ids[i, :L[i]] = torch.as_tensor(r); am[i, :L[i]] = 1
+    return ids, am
+
+def continue_on_cache(backbone, cache, pre_am, idx, c_ids, c_am, starts, dev):
+    """Last hidden states of the right-padded continuations `c_ids` (mask `c_am`), row r run on row `idx[r]` of the
+    prefixes' KV `cache` (mask `pre_am`) from position `starts[r]`; the cache keeps its gradient and takes the new rows."""
+    idx = torch.as_tensor(idx)
+    for layer in cache.layers: layer.batch_select_indices(idx.to(dev))
+    pos = torch.as_tensor(starts)[:, None] + torch.arange(c_ids.shape[1])
+    return backbone(input_ids=c_ids.to(dev), attention_mask=torch.cat([pre_am[idx], c_am], 1).to(dev),
+                    position_ids=pos.to(dev), **{_cache_kw(backbone): cache}, use_cache=True).last_hidden_state
+
 def _token_stats_shared(model, batch, dev, chunk=None):
     """Like `_token_stats`, but the prefix a pair's two sequences share (prompt + common response start) runs through
     the backbone once; chosen and rejected continuations attend to its (differentiable) KV cache."""
@@ -197,23 +213,12 @@ def _token_stats_shared(model, batch, dev, chunk=None):
     ids, am = batch["input_ids"], batch["attention_mask"]
     B = ids.shape[0] // 2
     P, S = batch["prompt_lens"].tolist(), batch["shared_lens"].tolist()
-    L = am.sum(1).tolist()
-    Smax = max(S)
-    pre_ids = torch.zeros((B, Smax), dtype=torch.long)
-    pre_am = torch.zeros((B, Smax), dtype=torch.long)
-    for i in range(B): pre_ids[i, :S[i]] = ids[i, :S[i]]; pre_am[i, :S[i]] = 1
-    cont_len = [L[r] - S[r % B] for r in range(2 * B)]
-    Cmax = max(cont_len)
-    c_ids = torch.zeros((2 * B, Cmax), dtype=torch.long); c_am = torch.zeros((2 * B, Cmax), dtype=torch.long)
-    c_pos = torch.zeros((2 * B, Cmax), dtype=torch.long)
-    for r in range(2 * B):
-        s0 = S[r % B]; c_ids[r, :cont_len[r]] = ids[r, s0:L[r]]; c_am[r, :cont_len[r]] = 1
-        c_pos[r] = torch.arange(s0, s0 + Cmax)
+    L, start = am.sum(1).tolist(), [S[r % B] for r in range(2 * B)]
+    pre_ids, pre_am = right_pad([ids[i, :S[i]] for i in range(B)])
+    c_ids, c_am = right_pad([ids[r, start[r]:L[r]] for r in range(2 * B)])
+    cont_len = c_am.sum(1).tolist()
     cache, hp = prefix_forward(backbone, pre_ids, pre_am, dev)                   # hp: (B, Smax, H)
-    idx = torch.cat([torch.arange(B), torch.arange(B)]).to(dev)
-    for layer in cache.layers: layer.batch_select_indices(idx)
-    hc = backbone(input_ids=c_ids.to(dev), attention_mask=torch.cat([pre_am.repeat(2, 1), c_am], 1).to(dev),
-                  position_ids=c_pos.to(dev), **{_cache_kw(backbone): cache}, use_cache=True).last_hidden_state  # (2B, Cmax, H)
+    hc = continue_on_cache(backbone, cache, pre_am, torch.arange(2 * B) % B, c_ids, c_am, start, dev)   # (2B, Cmax, H)
     # (a) shared response tokens (positions P..S-1), predicted once from the prefix, counted in both sequences
     sh_i = [(i, j) for i in range(B) for j in range(max(P[i], 1), S[i])]
     # (b) first token after the prefix, predicted from the prefix's last hidden state; (c) the rest of each continuation

@@ -141,15 +141,10 @@ def sequence_batches(seqs, rows: int) -> list[list[int]]:
 # %% ../nbs/13_pairstore.ipynb #c7e10004
 def _continue(backbone, head, cache, hp, pre_am, P, grp, seqs, rows, dev, chunk) -> list:
     "(log p, energy) per response token of `seqs[rows]`, run on the prompts' KV cache `cache` (its rows: the prompts)."
-    L = [len(seqs[i][1]) for i in rows]; R, C = len(rows), max(L)
-    g = [grp[i] for i in rows]
-    c_ids = torch.zeros((R, C), dtype=torch.long); c_am = torch.zeros_like(c_ids); c_pos = torch.zeros_like(c_ids)
-    for k, i in enumerate(rows):
-        c_ids[k, :L[k]] = torch.tensor(seqs[i][1]); c_am[k, :L[k]] = 1; c_pos[k] = torch.arange(P[g[k]], P[g[k]] + C)
+    g, R = [grp[i] for i in rows], len(rows)
+    c_ids, c_am = dpo.right_pad([seqs[i][1] for i in rows]); L = c_am.sum(1).tolist()
+    hc = dpo.continue_on_cache(backbone, cache, pre_am, g, c_ids, c_am, [P[j] for j in g], dev)
     idx = torch.tensor(g, device=dev)
-    for layer in cache.layers: layer.batch_select_indices(idx)
-    hc = backbone(input_ids=c_ids.to(dev), attention_mask=torch.cat([pre_am[g], c_am], 1).to(dev), position_ids=c_pos.to(dev),
-                  **{dpo._cache_kw(backbone): cache}, use_cache=True).last_hidden_state
     keep = c_am[:, 1:].bool()                                       # continuation position j predicts token j+1
     first = hp[idx, torch.tensor([P[j] - 1 for j in g], device=dev)]     # the prompt's last state predicts token 0
     hs = torch.cat([first, hc[:, :-1][keep.to(dev)]]).to(head.weight.device)
@@ -168,8 +163,7 @@ def _stats_shared_prompt(model, seqs, dev, chunk=None) -> list:
     backbone, head = dpo._plain_head(dpo._unwrap(model))
     prompts = list(dict.fromkeys(p for p, _ in seqs)); g_of = {p: g for g, p in enumerate(prompts)}
     P = [len(p) for p in prompts]
-    pre_ids = torch.zeros((len(prompts), max(P)), dtype=torch.long); pre_am = torch.zeros_like(pre_ids)
-    for g, p in enumerate(prompts): pre_ids[g, :P[g]] = torch.tensor(p); pre_am[g, :P[g]] = 1
+    pre_ids, pre_am = dpo.right_pad(prompts)
     (cache, hp), grp = dpo.prefix_forward(backbone, pre_ids, pre_am, dev), [g_of[p] for p, _ in seqs]
     buckets = length_buckets([len(r) for _, r in seqs])
     out = [None] * len(seqs)
