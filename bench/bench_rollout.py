@@ -39,6 +39,16 @@ def useful(rows, stops, budget):
     return n
 
 
+def schedule_forwards(steps, slots, order=None):
+    "Decode forwards a loop runs when row i takes `steps[i]` of them and a free slot takes the next row of `order` at once."
+    import heapq
+    ends, t = [], 0
+    for i in (range(len(steps)) if order is None else order):
+        if len(ends) == slots: t = heapq.heappop(ends)          # the first slot to free up
+        heapq.heappush(ends, t + steps[i])
+    return max(ends, default=0)
+
+
 def strip(rows, stops):
     "Each row cut before its first end token (the loop's output format)."
     return [r[:next((i for i, t in enumerate(r) if t in stops), len(r))] for r in rows]
@@ -76,7 +86,7 @@ def measure(model, tok, prompts, k, a, stops):
     return res
 
 
-def report(res, rows_in_flight):
+def report(res, rows_in_flight, budget):
     "Print tokens/s per path (wall clock and process CPU time) and the row-step bound; return (CPU-time speedup, bound)."
     steps, st, g_steps = res.pop("row_steps"), res.pop("loop_steps"), res.pop("generate_steps")
     wall = {p: r[0] / r[1] for p, r in res.items()}
@@ -87,6 +97,10 @@ def report(res, rows_in_flight):
     print(f"  kv_loop ran {st['forwards']} decode forwards ({st['row_steps']} row-steps, {st['row_steps'] / st['forwards']:.1f} "
           f"rows each; {st['row_steps'] / rows_in_flight:.1f} full forwards would hold them) and {st['prefills']} "
           f"prefill forwards; generate's calls ran {g_steps} steps")
+    steps_i = [len(r) - (len(r) >= budget) for r in res["kv_loop"][3]]   # decode forwards a row takes after its prefill
+    fifo, best = schedule_forwards(steps_i, rows_in_flight), schedule_forwards(steps_i, rows_in_flight, sorted(range(len(steps_i)), key=lambda i: -steps_i[i]))
+    print(f"  with these rows' lengths, a loop that refilled every free row at once in queue order would run {fifo} decode "
+          f"forwards, and {best} with the longest rows first (an order only known once they are decoded)")
     print(f"  ratio kv_loop / generate = {wall['kv_loop'] / wall['generate']:.2f}x wall, "
           f"{cpu['kv_loop'] / cpu['generate']:.2f}x CPU time")
     print(f"  generate decoded {steps} row-steps for {res['generate'][0]} useful tokens: at equal rows in flight, dropping "
@@ -121,10 +135,10 @@ def main(argv=None):
           f"{a.levels}), k={a.k}, max_new_tokens={a.max_new_tokens}, rows in flight={a.batch_size}, "
           f"threads={torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"sampling (temperature {a.temperature}, k={a.k}):")
-    sp_s, b_s = report(measure(model, tok, prompts, a.k, a, stops), a.batch_size)
+    sp_s, b_s = report(measure(model, tok, prompts, a.k, a, stops), a.batch_size, a.max_new_tokens)
     print("greedy evaluation (k=1):")
     g = measure(model, tok, prompts, 1, a, stops)
-    sp_g, b_g = report(g, a.batch_size)
+    sp_g, b_g = report(g, a.batch_size, a.max_new_tokens)
     same = sum(x == y for x, y in zip(g["kv_loop"][-1], g["generate"][-1]))
     print(f"  greedy outputs identical to generate's: {same}/{len(prompts)}; load average {os.getloadavg()[0]:.1f}")
     res = dict(sampling_vs_bound=sp_s / b_s, greedy_eval_vs_bound=sp_g / b_g)

@@ -62,6 +62,12 @@ def test_rollout_bench_counts_useful_tokens():
     assert bench_rollout.strip([[5, 2, 7], [5, 6]], {2}) == [[5], [5, 6]]
 
 
+def test_rollout_bench_schedules_rows():
+    assert bench_rollout.schedule_forwards([4, 1, 1, 4], 2) == 6              # the last row waits for the short ones: 2 + 4
+    assert bench_rollout.schedule_forwards([4, 1, 1, 4], 2, [0, 3, 1, 2]) == 5
+    assert bench_rollout.schedule_forwards([3, 3, 3], 3) == 3 and bench_rollout.schedule_forwards([], 4) == 0
+
+
 GOALS = ("selection_overhead", "snr_probe_share_of_run", "snr_probe_vs_token_floor", "greedy_eval_vs_bound", "sampling_vs_bound",
          "dpo_step_vs_trl")
 
