@@ -21,7 +21,7 @@ The default 32 prompts a level give greedy evaluation more prompts than rows in 
 `--tiny` runs a random tiny model in seconds (it checks the script, its numbers mean nothing).
 The last lines read `GOAL sampling_vs_bound <v> 0.95 PASS|FAIL` and `GOAL greedy_eval_vs_bound <v> 0.9 PASS|FAIL`.
 """
-import argparse, os, time
+import argparse, heapq, os, time
 import torch
 from sage_nb.models import load_policy, tiny_model
 from sage_nb.data import make_problems, format_prompt
@@ -41,7 +41,6 @@ def useful(rows, stops, budget):
 
 def schedule_forwards(steps, slots, order=None):
     "Decode forwards a loop runs when row i takes `steps[i]` of them and a free slot takes the next row of `order` at once."
-    import heapq
     ends, t = [], 0
     for i in (range(len(steps)) if order is None else order):
         if len(ends) == slots: t = heapq.heappop(ends)          # the first slot to free up
@@ -98,7 +97,8 @@ def report(res, rows_in_flight, budget):
           f"rows each; {st['row_steps'] / rows_in_flight:.1f} full forwards would hold them) and {st['prefills']} "
           f"prefill forwards; generate's calls ran {g_steps} steps")
     steps_i = [len(r) - (len(r) >= budget) for r in res["kv_loop"][3]]   # decode forwards a row takes after its prefill
-    fifo, best = schedule_forwards(steps_i, rows_in_flight), schedule_forwards(steps_i, rows_in_flight, sorted(range(len(steps_i)), key=lambda i: -steps_i[i]))
+    longest = sorted(range(len(steps_i)), key=lambda i: -steps_i[i])
+    fifo, best = schedule_forwards(steps_i, rows_in_flight), schedule_forwards(steps_i, rows_in_flight, longest)
     print(f"  with these rows' lengths, a loop that refilled every free row at once in queue order would run {fifo} decode "
           f"forwards, and {best} with the longest rows first (an order only known once they are decoded)")
     print(f"  ratio kv_loop / generate = {wall['kv_loop'] / wall['generate']:.2f}x wall, "

@@ -173,7 +173,7 @@ def common_start(ids, lens, min_tokens: int = 8) -> int:
     g = int(d.int().argmax()) if bool(d.any()) else n
     return g if g >= min_tokens else 0
 
-SHARE_START = True   # off while per-row gradients are captured (`probe`): the shared start would mix the rows'
+SHARE_START = True   # off while per-row gradients are captured (`probe`): a start run once feeds every row's gradient
 
 def prefix_forward(backbone, ids, am, dev):
     """`backbone(ids, am, use_cache=True)` as (KV cache, last hidden state) for right-padded rows, with the start all

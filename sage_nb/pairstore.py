@@ -12,6 +12,7 @@ from .config import Config
 from . import dpo, scoring
 from .head import token_logp_energy
 from .probe import length_buckets
+from .rollout import cache_view
 from .reference import REF_COLUMNS, adapter_is_zero, reference_stats, cache_fingerprint, check_fingerprint, fingerprint
 
 # %% auto #0
@@ -152,11 +153,6 @@ def _continue(backbone, head, cache, hp, pre_am, P, grp, seqs, rows, dev, chunk)
     order = torch.sort(torch.cat([torch.arange(R), keep.nonzero()[:, 0]]), stable=True).indices.to(logp.device)
     return list(zip(logp[order].float().cpu().split(L), energy[order].float().cpu().split(L)))
 
-def _rows_view(cache):
-    "A cache object of its own over the same key/value tensors: selecting its rows rebinds them, leaving `cache`'s intact."
-    c = copy.copy(cache); c.layers = [copy.copy(l) for l in cache.layers]
-    return c
-
 def _stats_shared_prompt(model, seqs, dev, chunk=None) -> list:
     """(log p, energy) per response token of each of `seqs`: each distinct prompt runs once, its responses on its KV cache,
     in up to 3 groups of similar response lengths (`probe.length_buckets`) so that short responses do not pad to long ones."""
@@ -168,7 +164,7 @@ def _stats_shared_prompt(model, seqs, dev, chunk=None) -> list:
     buckets = length_buckets([len(r) for _, r in seqs])
     out = [None] * len(seqs)
     for b, rows in enumerate(buckets):
-        c = cache if b == len(buckets) - 1 else _rows_view(cache)   # each group selects its rows of the prompts' cache
+        c = cache if b == len(buckets) - 1 else cache_view(cache)   # each group selects its rows of the prompts' cache
         for i, v in zip(rows, _continue(backbone, head, c, hp, pre_am, P, grp, seqs, rows, dev, chunk)): out[i] = v
     return out
 

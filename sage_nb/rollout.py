@@ -15,8 +15,8 @@ from .models import end_of_turn_ids
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'GENERATION_BATCH_SIZE', 'model_device', 'kv_generate', 'greedy_generate', 'sample_solutions', 'problem_record',
-           'pairs_from_record', 'build_pairs', 'save_pairs', 'load_pairs']
+__all__ = ['log', 'GENERATION_BATCH_SIZE', 'model_device', 'cache_view', 'kv_generate', 'greedy_generate', 'sample_solutions',
+           'problem_record', 'pairs_from_record', 'build_pairs', 'save_pairs', 'load_pairs']
 
 # %% ../nbs/03_rollout.ipynb #92a102e7
 def model_device(model) -> torch.device:
@@ -57,6 +57,11 @@ def _sample_next(logits, temperature, top_p, generator):
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 # %% ../nbs/03_rollout.ipynb #7c2e4f10
+def cache_view(cache):
+    "A cache object of its own over the same key/value tensors: selecting its rows rebinds them, leaving `cache`'s intact."
+    c = copy.copy(cache); c.layers = [copy.copy(l) for l in cache.layers]
+    return c
+
 def _lpad(x, T, dim):
     "Zero-pad `x` on the left along `dim` to length `T`."
     if x.shape[dim] == T: return x
@@ -86,7 +91,7 @@ class _Rows:
             self.mask = self.mask[:, lead:]
     def take(self, idx: torch.Tensor) -> "_Rows":
         "A copy of rows `idx` with a cache of its own; this object is left as it was."
-        c = copy.copy(self.cache); c.layers = [copy.copy(l) for l in self.cache.layers]
+        c = cache_view(self.cache)
         for l in c.layers: l.keys, l.values = l.keys[idx], l.values[idx]
         r = _Rows(c, *(getattr(self, a)[idx] for a in ("mask", "last", "rows", "logits"))); r.count = self.count[idx]
         r._trim(); return r
