@@ -52,8 +52,11 @@ def test_rollout_bench_tiny_runs_and_prints_goals(capsys):
         assert f"GOAL {name} {r:.2f} {t} {'PASS' if r >= t else 'FAIL'}" in out
     bounds = [float(b) for b in re.findall(r"can save at most ([0-9.]+)x", out)]   # generate's row-steps per useful token
     assert len(bounds) == 2 and all(b >= 1 for b in bounds), out
-    shares = [float(x) for x in re.findall(r"useful tokens per CPU second are ([0-9.]+) of the row-steps", out)]
+    shares = [float(x) for x in re.findall(r"loop.s useful tokens per CPU second are ([0-9.]+) of the row-steps", out)]
     assert len(shares) == 2 and all(x > 0 for x in shares), out
+    assert res["ordered_identical"] == res["n"]               # queue order changes the time, never an answer
+    m = re.search(r"are ([0-9.]+) of the row-steps generate decodes per CPU second \(the queue-order pass above: ([0-9.]+)\)", out)
+    assert m and float(m[1]) == round(res["greedy_ordered"], 2) and float(m[2]) == round(res["greedy_eval_vs_bound"], 2), out
 
 
 def test_rollout_bench_counts_useful_tokens():
