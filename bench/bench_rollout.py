@@ -52,6 +52,11 @@ def schedule_forwards(steps, slots, order=None):
     return max(ends, default=0)
 
 
+def longest_first(lengths):
+    "Positions of `lengths`, longest first (ties in queue order)."
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
 def strip(rows, stops):
     "Each row cut before its first end token (the loop's output format)."
     return [r[:next((i for i, t in enumerate(r) if t in stops), len(r))] for r in rows]
@@ -93,15 +98,13 @@ def ordered_pass(model, tok, prompts, a, g, rate):
     """The greedy loop again, prompts queued by the length of their answers in `g` (longest first): what a known order buys.
     `rate`: generate's row-steps per CPU second in `g`, the GOAL's denominator."""
     rows = g["kv_loop"][3]
-    order = sorted(range(len(prompts)), key=lambda i: -len(rows[i]))
-    t0, c0, st = time.perf_counter(), time.process_time(), {}
+    order = longest_first([len(r) for r in rows])
+    c0, st = time.process_time(), {}
     out = kv_generate(model, tok, [prompts[i] for i in order], 1, a.max_new_tokens, 0.0, 1.0, None,
                       stop_after_answer=False, stats=st, batch_size=a.batch_size)
     cpu = time.process_time() - c0
-    back = [None] * len(prompts)
-    for j, i in enumerate(order): back[i] = out[j]
     return dict(tokens=st["tokens"], cpu=cpu, forwards=st["forwards"], share=st["tokens"] / cpu / rate,
-                identical=sum(x == y for x, y in zip(back, rows)))
+                identical=sum(out[j] == rows[i] for j, i in enumerate(order)))
 
 
 def report(res, rows_in_flight, budget):
@@ -116,8 +119,7 @@ def report(res, rows_in_flight, budget):
           f"rows each; {st['row_steps'] / rows_in_flight:.1f} full forwards would hold them) and {st['prefills']} "
           f"prefill forwards; generate's calls ran {g_steps} steps")
     steps_i = [len(r) - (len(r) >= budget) for r in res["kv_loop"][3]]   # decode forwards a row takes after its prefill
-    longest = sorted(range(len(steps_i)), key=lambda i: -steps_i[i])
-    fifo, best = schedule_forwards(steps_i, rows_in_flight), schedule_forwards(steps_i, rows_in_flight, longest)
+    fifo, best = schedule_forwards(steps_i, rows_in_flight), schedule_forwards(steps_i, rows_in_flight, longest_first(steps_i))
     print(f"  with these rows' lengths, a loop that refilled every free row at once in queue order would run {fifo} decode "
           f"forwards, and {best} with the longest rows first (an order only known once they are decoded)")
     print(f"  ratio kv_loop / generate = {wall['kv_loop'] / wall['generate']:.2f}x wall, "

@@ -69,6 +69,7 @@ def test_rollout_bench_schedules_rows():
     assert bench_rollout.schedule_forwards([4, 1, 1, 4], 2) == 6              # the last row waits for the short ones: 2 + 4
     assert bench_rollout.schedule_forwards([4, 1, 1, 4], 2, [0, 3, 1, 2]) == 5
     assert bench_rollout.schedule_forwards([3, 3, 3], 3) == 3 and bench_rollout.schedule_forwards([], 4) == 0
+    assert bench_rollout.longest_first([1, 3, 3, 2]) == [1, 2, 3, 0]          # ties keep queue order
 
 
 GOALS = ("selection_overhead", "snr_probe_share_of_run", "snr_probe_vs_token_floor", "greedy_eval_vs_bound", "sampling_vs_bound",
