@@ -29,7 +29,7 @@ import argparse, heapq, os, time
 import torch
 from sage_nb.models import load_policy, tiny_model
 from sage_nb.data import make_problems, format_prompt
-from sage_nb.rollout import kv_generate, _stop_ids
+from sage_nb.rollout import kv_generate, longest_first, _stop_ids
 
 TARGETS = dict(sampling_vs_bound=0.95, greedy_eval_vs_bound=0.9)   # share of the waste-removal bound
 
@@ -50,11 +50,6 @@ def schedule_forwards(steps, slots, order=None):
         if len(ends) == slots: t = heapq.heappop(ends)          # the first slot to free up
         heapq.heappush(ends, t + steps[i])
     return max(ends, default=0)
-
-
-def longest_first(lengths):
-    "Positions of `lengths`, longest first (ties in queue order)."
-    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
 def strip(rows, stops):

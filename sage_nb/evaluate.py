@@ -7,7 +7,7 @@ from __future__ import annotations
 import math, time
 from collections import defaultdict
 from .data import INSTRUCTION, check_answer, format_prompt
-from .rollout import greedy_generate
+from .rollout import greedy_generate, longest_first
 
 # %% auto #0
 __all__ = ['accuracy_by_level', 'evaluate', 'mcnemar', 'paired_difference', 'balanced_subset']
@@ -21,18 +21,26 @@ def accuracy_by_level(levels, correct) -> dict:
 
 def evaluate(model, tokenizer, problems: list[dict], max_new_tokens: int = 96, batch_size: int = 32,
              instruction: str = INSTRUCTION, progress: bool = False, return_responses: bool = False,
-             generate_fn=None) -> dict:
-    "Greedy accuracy on `problems`: accuracy, n_correct, n, by_level {str(level): acc}, correct [bool per problem]."
+             generate_fn=None, prior_lengths=None) -> dict:
+    """Greedy accuracy on `problems`: accuracy, n_correct, n, by_level {str(level): acc}, correct [bool per problem],
+    lengths [generated tokens per problem], decode_forwards. `prior_lengths` (one per problem, None where not known):
+    an earlier evaluation's answer lengths, which set the queue's order (`longest_first`), not the answers."""
     t0 = time.perf_counter()
+    if prior_lengths is not None and len(prior_lengths) != len(problems):
+        raise ValueError(f"prior_lengths has {len(prior_lengths)} entries for {len(problems)} problems (one per problem, in order)")
     prompts = [format_prompt(tokenizer, p["question"], instruction) for p in problems]
+    order = list(range(len(problems))) if prior_lengths is None else longest_first(prior_lengths)
+    st = {}
     gen = generate_fn or (lambda ps: greedy_generate(model, tokenizer, ps, max_new_tokens=max_new_tokens,
-                                                      batch_size=batch_size, progress=progress))
-    outs = gen(prompts)
+                                                      batch_size=batch_size, progress=progress, stats=st))
+    got, outs, lengths = gen([prompts[i] for i in order]), [None] * len(problems), [None] * len(problems)
+    got_len = st.get("lengths") or [len(tokenizer(o, add_special_tokens=False).input_ids) for o in got]   # generate_fn: its text
+    for j, i in enumerate(order): outs[i], lengths[i] = got[j], got_len[j]
     correct = [bool(check_answer(o, p["answer"])) for o, p in zip(outs, problems)]
     n, k = len(correct), sum(correct)
     res = dict(accuracy=k / n if n else float("nan"), n_correct=k, n=n,
                by_level=accuracy_by_level([p.get("level", -1) for p in problems], correct), correct=correct,
-               seconds=time.perf_counter() - t0)
+               lengths=lengths, decode_forwards=st.get("forwards"), seconds=time.perf_counter() - t0)
     if return_responses: res["responses"] = outs
     return res
 

@@ -14,8 +14,8 @@ from .runlog import read_jsonl
 # %% auto #0
 __all__ = ['PAIR_KEYS', 'SOURCE_PAIR_KEYS', 'STAGES', 'cache_key', 'sampler_tag', 'pair_cache_name', 'fresh_run_dir',
            'get_problems', 'load_pairs_file', 'check_selector', 'check_inputs', 'get_pairs', 'pair_table',
-           'is_base_model', 'held_out_eval', 'stage_line', 'selection_line', 'run', 'eval_config', 'eval_problems_for',
-           'eval_adapter']
+           'is_base_model', 'prior_lengths_for', 'held_out_eval', 'stage_line', 'selection_line', 'run', 'eval_config',
+           'eval_problems_for', 'eval_adapter']
 
 # %% ../nbs/21_pipeline.ipynb #8248a834
 PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperature", "max_new_tokens",
@@ -146,26 +146,39 @@ def _base_eval_path(cfg: Config, model, problems: list[dict], instruction: str |
     key = content_hash(json.dumps(d))
     return cache_dir()/"evals"/f"base-{key}.json"
 
-def held_out_eval(cfg: Config, tokenizer, problems: list[dict], use_subset, progress: bool = True, cache: bool = True):
-    "A trainer's `eval_fn`: the subset while `use_subset()` is true, else every problem; rows carry `curve_accuracy`."
+def prior_lengths_for(row: dict | None, at: list[int], sub: list[int], n: int) -> list | None:
+    """Answer lengths of an earlier evaluation `row` for problems `at` (positions among `n`), None where it has none;
+    `row` covered `sub` if it was a subset's, else all `n`. None when `row` holds no usable lengths."""
+    L = (row or {}).get("lengths")
+    cover = sub if (row or {}).get("subset") else range(n)
+    if not L or len(L) != len(cover): return None
+    by = dict(zip(cover, L))
+    return [by.get(i) for i in at]
+
+def held_out_eval(cfg: Config, tokenizer, problems: list[dict], use_subset, progress: bool = True, cache: bool = True,
+                  prior=None):
+    """A trainer's `eval_fn`: the subset while `use_subset()` is true, else every problem; rows carry `curve_accuracy`.
+    `prior()`: an earlier evaluation row of these problems (the run's first), whose answer lengths order the queue."""
     from sage_nb.evaluate import evaluate, balanced_subset
     from sage_nb.data import prompt_setup
     sub = balanced_subset(problems, cfg.eval_subset)
     problems, instruction = prompt_setup(problems, cfg.prompt_template)
-    def ev(model, ps):
+    def ev(model, at):
+        ps = [problems[i] for i in at]
         path = _base_eval_path(cfg, model, ps, instruction) if cache and is_base_model(model) else None
         if path is not None and path.exists(): eval_fn.cache_hits += 1; return json.loads(path.read_text())
         r = evaluate(model, tokenizer, ps, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.generation_batch_size,
-                     instruction=instruction, progress=progress)
+                     instruction=instruction, progress=progress,
+                     prior_lengths=prior_lengths_for(prior() if prior else None, at, sub, len(problems)))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True); tmp = path.with_suffix(f".tmp{os.getpid()}")
             tmp.write_text(json.dumps(r)); os.replace(tmp, path)
         return r
     def eval_fn(model):
         if len(sub) < len(problems) and use_subset():
-            r = ev(model, [problems[i] for i in sub])
+            r = ev(model, sub)
             return dict(r, curve_accuracy=r["accuracy"], curve_n=r["n"], subset=True)
-        r = ev(model, problems); c = [r["correct"][i] for i in sub]
+        r = ev(model, range(len(problems))); c = [r["correct"][i] for i in sub]
         return dict(r, curve_accuracy=sum(c) / len(c), curve_n=len(c))
     eval_fn.cache_hits = 0
     return eval_fn
@@ -232,8 +245,10 @@ def run(cfg: Config, resume: str | None = None, callbacks=(), progress: bool = T
         pairs = flip_labels(pairs, cfg.label_noise, seed=cfg.seed)
         if main: _log(f"label noise: chosen and rejected swapped on {sum(pairs['flipped'])} of {len(pairs)} training pairs")
     eval_problems = inputs["eval"]
-    # evaluations before the last read the fixed subset (cfg.eval_subset); the trainer exists by the time one runs
-    eval_fn = held_out_eval(cfg, tok, eval_problems, lambda: trainer.step < cfg.steps, progress) if eval_problems else None
+    # evaluations before the last read the fixed subset (cfg.eval_subset); the trainer exists by the time one runs. Each
+    # evaluation after the first is queued by the first's answer lengths (kept in checkpoints, so a resumed run queues alike)
+    eval_fn = held_out_eval(cfg, tok, eval_problems, lambda: trainer.step < cfg.steps, progress,
+                            prior=lambda: trainer.eval_before) if eval_problems else None
     if main: run_dir.mkdir(parents=True, exist_ok=True); pair_table(pairs).to_parquet(run_dir/"pair_table.parquet")
     trainer = Trainer(model, tok, pairs, cfg, run_dir=run_dir, callbacks=callbacks, eval_fn=eval_fn, resume=bool(resume),
                       progress=progress, accelerator=acc)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_rollout.ipynb #f5553e13
 from __future__ import annotations
-import copy, logging, os, random, re, time
+import copy, logging, math, os, random, re, time
 from pathlib import Path
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -15,8 +15,8 @@ from .models import end_of_turn_ids
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'GENERATION_BATCH_SIZE', 'model_device', 'cache_view', 'kv_generate', 'greedy_generate', 'sample_solutions',
-           'problem_record', 'pairs_from_record', 'build_pairs', 'save_pairs', 'load_pairs']
+__all__ = ['log', 'GENERATION_BATCH_SIZE', 'model_device', 'cache_view', 'kv_generate', 'greedy_generate', 'longest_first',
+           'sample_solutions', 'problem_record', 'pairs_from_record', 'build_pairs', 'save_pairs', 'load_pairs']
 
 # %% ../nbs/03_rollout.ipynb #92a102e7
 def model_device(model) -> torch.device:
@@ -239,12 +239,20 @@ def _progress(total, desc, enabled):
     return tqdm(total=total, desc=desc, disable=not enabled, leave=False)
 
 def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 96, batch_size: int = GENERATION_BATCH_SIZE,
-                    progress: bool = False) -> list[str]:
-    "Greedy responses (text, no end token) for `prompts`, `batch_size` rows in flight through the KV-cache loop."
+                    progress: bool = False, stats: dict | None = None) -> list[str]:
+    """Greedy responses (text, no end token) for `prompts`, `batch_size` rows in flight through the KV-cache loop;
+    `stats` (a dict) gets the loop's counts and `lengths`, each response's generated tokens."""
+    st = stats if stats is not None else {}
     with _progress(len(prompts), "generate", progress) as bar:
         ids = kv_generate(model, tokenizer, prompts, 1, max_new_tokens, temperature=0.0, batch_size=batch_size,
-                          on_rows_done=bar.update)
+                          on_rows_done=bar.update, stats=st)
+    st["lengths"] = [len(x) for x in ids]
     return [tokenizer.decode(x, skip_special_tokens=True).strip() for x in ids]
+
+def longest_first(lengths) -> list[int]:
+    """Positions of `lengths` (an earlier run's answer lengths; None: not known), unknown first, then longest first,
+    ties in list order: a queue in which no long answer is left to decode alone at the end."""
+    return sorted(range(len(lengths)), key=lambda i: -math.inf if lengths[i] is None else -lengths[i])
 
 def sample_solutions(model, tokenizer, prompts: list[str], k: int = 4, temperature: float = 0.8, top_p: float = 1.0,
                      max_new_tokens: int = 96, batch_size: int = GENERATION_BATCH_SIZE, seed: int = 0, progress: bool = True):

@@ -72,6 +72,23 @@ def test_rollout_bench_schedules_rows():
     assert bench_rollout.longest_first([1, 3, 3, 2]) == [1, 2, 3, 0]          # ties keep queue order
 
 
+import bench_eval_order
+
+
+def test_eval_order_bench_tiny_runs_three_orders(capsys):
+    res = bench_eval_order.main(["--tiny"])
+    out = capsys.readouterr().out
+    assert list(res) == ["queue order", "base model's lengths", "its own lengths"], out
+    for name, r in res.items():
+        assert r["same"] == 10 and r["forwards"] > 0, out             # the order changes the time, never an answer
+        assert re.search(rf"{re.escape(name)}\s+{r['forwards']} decode forwards", out), out
+
+
+def test_eval_order_bench_needs_a_finished_run(tmp_path):
+    with pytest.raises(SystemExit, match="not a finished run folder"):
+        bench_eval_order.main([str(tmp_path)])
+
+
 GOALS = ("selection_overhead", "snr_probe_share_of_run", "snr_probe_vs_token_floor", "greedy_eval_vs_bound", "sampling_vs_bound",
          "dpo_step_vs_trl")
 
