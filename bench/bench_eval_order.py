@@ -25,25 +25,27 @@ def passes(model, tok, problems, prior, cfg, instruction=None) -> list[dict]:
     "The three evaluations: queue order, `prior` lengths, the adapter's own lengths; each with its forwards and CPU time."
     from sage_nb.evaluate import evaluate
     from sage_nb.data import INSTRUCTION
-    out = []
-    for name, lengths in (("queue order", None), ("base model's lengths", prior), ("its own lengths", "own")):
-        if lengths == "own": lengths = out[0]["lengths"]
+    def one(name, lengths):
         c0 = time.process_time()
         r = evaluate(model, tok, problems, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.generation_batch_size,
                      instruction=instruction or INSTRUCTION, return_responses=True, prior_lengths=lengths)
-        out.append(dict(r, name=name, cpu=time.process_time() - c0))
-    return out
+        return dict(r, name=name, cpu=time.process_time() - c0)
+    q = one("queue order", None)
+    return [q, one("base model's lengths", prior), one("its own lengths", q["lengths"])]
 
 
-def report(res: list[dict]) -> dict:
-    q = res[0]
-    print(f"{q['n']} problems, {sum(q['lengths'])} answer tokens:")
+def report(res: list[dict], prior) -> dict:
+    "Print each pass's forwards, CPU time and answers as in queue order; return them by pass name."
+    q, out = res[0], {}
+    print(f"{q['n']} problems; answer tokens: {sum(x for x in prior if x is not None)} by the base model, "
+          f"{sum(q['lengths'])} by the adapter:")
     for r in res:
-        same = sum(a == b for a, b in zip(r["responses"], q["responses"]))
-        print(f"  {r['name']:22s} {r['decode_forwards']:4d} decode forwards, {r['cpu']:6.1f} s CPU "
-              f"({r['cpu'] / q['cpu']:.2f} of queue order's), accuracy {r['accuracy']:.3f}, answers as in queue order: {same}/{r['n']}")
-    return {r["name"]: dict(forwards=r["decode_forwards"], cpu=r["cpu"],
-                            same=sum(a == b for a, b in zip(r["responses"], q["responses"]))) for r in res}
+        d = out[r["name"]] = dict(forwards=r["decode_forwards"], cpu=r["cpu"],
+                                  same=sum(a == b for a, b in zip(r["responses"], q["responses"])))
+        print(f"  {r['name']:22s} {d['forwards']:4d} decode forwards, {d['cpu']:6.1f} s CPU "
+              f"({d['cpu'] / q['cpu']:.2f} of queue order's), accuracy {r['accuracy']:.3f}, answers as in queue order: "
+              f"{d['same']}/{r['n']}")
+    return out
 
 
 def from_run(run: Path):
@@ -90,7 +92,7 @@ def main(argv=None):
     else: ap.error("give a run folder, or --tiny")
     print(f"model={'tiny' if a.tiny else cfg.model}, adapter={'random' if a.tiny else Path(a.run)/'adapter'}, "
           f"rows in flight={cfg.generation_batch_size}, max_new_tokens={cfg.max_new_tokens}, threads={torch.get_num_threads()}")
-    return report(passes(model, tok, problems, prior, cfg, instruction))
+    return report(passes(model, tok, problems, prior, cfg, instruction), prior)
 
 
 if __name__ == "__main__":
