@@ -13,7 +13,7 @@ from . import dpo, scoring
 from .head import token_logp_energy
 from .probe import length_buckets
 from .rollout import cache_view
-from .reference import REF_COLUMNS, adapter_is_zero, reference_stats, cache_fingerprint, check_fingerprint, fingerprint
+from .reference import _tqdm, REF_COLUMNS, adapter_is_zero, reference_stats, cache_fingerprint, check_fingerprint, fingerprint
 
 # %% auto #0
 __all__ = ['STAT_KEYS', 'pair_stats', 'stats_from_reference', 'as_pair_frame', 'selector_table', 'PairStore', 'pair_sequences',
@@ -178,14 +178,15 @@ def _stats_whole(model, seqs, dev, chunk=None) -> list:
     L = [len(r) for _, r in seqs]
     return list(zip(logp.float().cpu().split(L), energy.float().cpu().split(L)))
 
-def sequence_stats(model, seqs, rows: int = 32, chunk=None) -> dict:
-    "`{(prompt, response): (log p, energy) per response token}` for the distinct `seqs`, no grad, ~`rows` sequences a pass."
+def sequence_stats(model, seqs, rows: int = 32, chunk=None, progress: bool = False, desc: str = "scoring") -> dict:
+    """`{(prompt, response): (log p, energy) per response token}` for the distinct `seqs`, no grad, ~`rows` sequences a pass
+    (a progress bar `desc` over the passes with `progress`)."""
     dev = next(model.parameters()).device
     seqs = list(dict.fromkeys(seqs))
     run = _stats_shared_prompt if dpo._can_share_prefix(model) and all(len(p) for p, _ in seqs) else _stats_whole
     out = {}
     with torch.no_grad():
-        for b in sequence_batches(seqs, rows):
+        for b in _tqdm(sequence_batches(seqs, rows), desc=desc, unit="pass", disable=not progress):
             part = [seqs[j] for j in b]
             out.update(zip(part, run(model, part, dev, chunk)))
     return out

@@ -11,7 +11,7 @@ import torch
 from .config import Config, content_hash
 from . import models
 from .models import reference_mode
-from .dpo import _unwrap, _as_rows, PairTooLong, tokenize_pair, collate_pairs, pair_forward, length_order
+from .dpo import _unwrap, _as_rows, PairTooLong, NonFiniteLogps, tokenize_pair
 
 # %% auto #0
 __all__ = ['REF_COLUMNS', 'fingerprint', 'check_fingerprint', 'cache_fingerprint', 'cache_reference', 'save_reference_cache',
@@ -84,19 +84,23 @@ def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None
         except PairTooLong:
             if on_too_long == "raise": raise
             skipped.append(r.get("pair_id", "?"))
-    order = length_order(items)
-    cols = {c: [0.0] * len(items) for c in REF_COLUMNS}
+    from sage_nb.pairstore import sequence_stats, pair_sequences, pair_outputs   # pairstore builds on this module
+    cols = {c: [] for c in REF_COLUMNS}
     was_training = model.training
     model.eval()
     try:
-        with reference_mode(model), torch.no_grad():
-            for s in _tqdm(range(0, len(order), bs), desc="reference log-probs", unit="batch", disable=not progress):
-                idx = order[s:s+bs]
-                out = pair_forward(model, collate_pairs(tokenizer, [items[j] for j in idx]))
-                for c in REF_COLUMNS:
-                    for j, v in zip(idx, out[c.removeprefix("ref_")].tolist()): cols[c][j] = v
+        with reference_mode(model):
+            stats = sequence_stats(model, [s for it in items for s in pair_sequences(it)], 2 * bs, progress=progress,
+                                   desc="reference log-probs")
     finally:
         model.train(was_training)
+    if items:
+        out = pair_outputs(items, stats)
+        finite = torch.isfinite(out["logp_chosen"]) & torch.isfinite(out["logp_rejected"])
+        bad = [it["pair_id"] for it, f in zip(items, finite.tolist()) if not f]
+        if bad: raise NonFiniteLogps(f"Non-finite reference log-probs for {len(bad)} pair(s): {bad[:10]}. Check the model's "
+                                     "dtype (fp16 overflow?) or weights.", bad)
+        cols = {c: out[c.removeprefix("ref_")].tolist() for c in REF_COLUMNS}
     base = ds.remove_columns([c for c in REF_COLUMNS if c in ds.column_names])
     if skipped: base = base.select(keep)
     for c in REF_COLUMNS: base = base.add_column(c, cols[c])

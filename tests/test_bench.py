@@ -103,3 +103,14 @@ def test_run_all_tiny_runs_every_bench_and_repeats_every_goal():
     assert tok and int(tok[1]) > int(tok[2]), p.stdout[-4000:]
     pad = re.search(r"with padding: (\d+) by sequence, (\d+) with the shared prefix", p.stdout)
     assert pad and int(pad[1]) >= int(tok[1]) and int(pad[2]) >= int(tok[2]), p.stdout[-4000:]
+
+
+import bench_reference
+
+
+def test_reference_bench_tiny_compares_the_two_passes(capsys):
+    res = bench_reference.main(["--tiny"])
+    out = capsys.readouterr().out
+    assert res["pairs"] == 24 and res["by_pair_s"] > 0 and res["by_sequence_s"] > 0, out
+    assert max(res["max_abs"][c] for c in ("ref_mean_logp_chosen", "ref_mean_logp_rejected")) < 1e-4, out   # same numbers
+    assert res["max_rel_energy"] < 1e-4 and f"{res['ratio']:.2f} of the time" in out, out
