@@ -22,6 +22,8 @@ Greedy evaluation then runs once more through the loop with the prompts queued l
 taken from its own first pass): the same share, printed beside the queue-order one, is what the loop's mechanics
 reach when the queue's order does not leave long answers to decode alone at the end (not a GOAL: a first
 evaluation does not know its answers' lengths).
+It also times one draw of the next tokens for a full batch of rows, the loop's inverse transform
+(`rollout._sample_next`) against `torch.multinomial` on the same probabilities.
 `--tiny` runs a random tiny model in seconds (it checks the script, its numbers mean nothing).
 The last lines read `GOAL sampling_vs_bound <v> 0.95 PASS|FAIL` and `GOAL greedy_eval_vs_bound <v> 0.9 PASS|FAIL`.
 """
@@ -29,7 +31,7 @@ import argparse, heapq, os, time
 import torch
 from sage_nb.models import load_policy, tiny_model
 from sage_nb.data import make_problems, format_prompt
-from sage_nb.rollout import kv_generate, longest_first, _stop_ids
+from sage_nb.rollout import kv_generate, longest_first, _stop_ids, _sample_next
 
 TARGETS = dict(sampling_vs_bound=0.95, greedy_eval_vs_bound=0.9)   # share of the waste-removal bound
 
@@ -127,6 +129,19 @@ def report(res, rows_in_flight, budget):
     return cpu["kv_loop"] / cpu["generate"], steps / max(res["generate"][0], 1)
 
 
+def draw_cost(rows, vocab, temperature, reps=20, seed=0):
+    "Milliseconds a draw of `rows` next tokens over `vocab` takes: (torch.multinomial, the loop's inverse transform)."
+    g, logits = torch.Generator().manual_seed(seed), torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * 3
+    paths = dict(multinomial=lambda: torch.multinomial(torch.softmax(logits / temperature, -1), 1, generator=g),
+                 inverse=lambda: _sample_next(logits, temperature, 1.0, g))
+    best = {}
+    for name, f in paths.items():
+        f(); t = time.perf_counter()
+        for _ in range(reps): f()
+        best[name] = (time.perf_counter() - t) / reps * 1000
+    return best["multinomial"], best["inverse"]
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--per-level", type=int, default=32, help="prompts per level")
@@ -152,6 +167,9 @@ def main(argv=None):
           f"threads={torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"sampling (temperature {a.temperature}, k={a.k}):")
     sp_s, b_s = report(measure(model, tok, prompts, a.k, a, stops), a.batch_size, a.max_new_tokens)
+    m_ms, i_ms = draw_cost(a.batch_size, model.get_output_embeddings().weight.shape[0], a.temperature)
+    print(f"  one draw for {a.batch_size} rows: torch.multinomial {m_ms:.1f} ms, the loop's inverse transform {i_ms:.1f} ms "
+          f"({i_ms / m_ms:.2f})")
     print("greedy evaluation (k=1):")
     g = measure(model, tok, prompts, 1, a, stops)
     g_rate = g["row_steps"] / g["generate"][2]            # generate's row-steps per CPU second (report pops it)
@@ -170,7 +188,7 @@ def main(argv=None):
     for name, v in res.items():
         print(f"GOAL {name} {v:.2f} {TARGETS[name]} {'PASS' if v >= TARGETS[name] else 'FAIL'}")
     return dict(res, sampling=sp_s, greedy=sp_g, sampling_bound=b_s, greedy_bound=b_g, greedy_identical=same,
-                n=len(prompts), greedy_ordered=o["share"], ordered_identical=o["identical"])
+                n=len(prompts), greedy_ordered=o["share"], ordered_identical=o["identical"], draw_ms=(m_ms, i_ms))
 
 
 if __name__ == "__main__":

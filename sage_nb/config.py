@@ -32,7 +32,7 @@ class Config:
     attn_implementation: str = _knob("", 'attention kernel passed to from_pretrained ("eager", "sdpa", "flash_attention_2"; empty: transformers\' default)')
     revision: str = _knob("", "model revision (branch, tag or commit) on the hub; empty: the default branch")
     trust_remote_code: bool = _knob(False, "run modelling code shipped with the model (off unless you trust its author)")
-    generation_batch_size: int = _knob(32, "rows in flight when sampling solutions and during greedy evaluation (lower it if generation runs out of memory)")
+    generation_batch_size: int = _knob(64, "rows in flight when sampling solutions and during greedy evaluation (a decode step reads every weight, so more rows cost little more; lower it if generation runs out of memory)")
     # --- problems and pairs
     problems: str = _knob("default", '"default" (reasoning-gym levels), a file (JSON/JSONL/Parquet/CSV), a save_to_disk folder or a hub id: SOURCE[:CONFIG][@SPLIT], e.g. openai/gsm8k:main@train')
     eval_problems: str = _knob("", "held-out problems, same syntax as problems (empty: a held-out split of the problems' source)")

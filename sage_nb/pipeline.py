@@ -12,10 +12,10 @@ from . import checkpoint as ckpt
 from .runlog import read_jsonl
 
 # %% auto #0
-__all__ = ['PAIR_KEYS', 'SOURCE_PAIR_KEYS', 'STAGES', 'cache_key', 'sampler_tag', 'pair_cache_name', 'fresh_run_dir',
-           'get_problems', 'load_pairs_file', 'check_selector', 'check_inputs', 'get_pairs', 'pair_table',
-           'is_base_model', 'prior_lengths_for', 'held_out_eval', 'stage_line', 'selection_line', 'run', 'eval_config',
-           'eval_problems_for', 'eval_adapter']
+__all__ = ['PAIR_KEYS', 'SOURCE_PAIR_KEYS', 'SAMPLER_VERSION', 'STAGES', 'cache_key', 'sampler_tag', 'pair_cache_name',
+           'fresh_run_dir', 'get_problems', 'load_pairs_file', 'check_selector', 'check_inputs', 'get_pairs',
+           'pair_table', 'is_base_model', 'prior_lengths_for', 'held_out_eval', 'stage_line', 'selection_line', 'run',
+           'eval_config', 'eval_problems_for', 'eval_adapter']
 
 # %% ../nbs/21_pipeline.ipynb #8248a834
 PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperature", "max_new_tokens",
@@ -23,11 +23,14 @@ PAIR_KEYS = ("model", "problems", "levels", "n_train_problems", "k", "temperatur
 
 SOURCE_PAIR_KEYS = ("answer_format", "prompt_template", "pairs_columns", "generation_batch_size")
 
+SAMPLER_VERSION = 2     # 2: tokens drawn by inverse transform, 64 rows in flight by default (1: torch.multinomial, 32 rows)
+
 def cache_key(cfg: Config, keys=PAIR_KEYS) -> str:
     "A short hash of the config fields that determine a cached artefact (for pairs, also the source settings that are not at their defaults)."
     d = {k: getattr(cfg, k) for k in keys}
     if keys is PAIR_KEYS:
         d.update({k: getattr(cfg, k) for k in SOURCE_PAIR_KEYS if getattr(cfg, k) != getattr(Config, k)})
+        d["sampler"] = SAMPLER_VERSION                                # (version 1's keys had no such field)
         if cfg.problems != "default" and cfg.eval_problems: d["eval_problems"] = cfg.eval_problems   # the source is then read whole
     return content_hash(json.dumps(d, sort_keys=True, default=str))
 

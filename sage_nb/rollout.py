@@ -47,14 +47,19 @@ def _newline_ids(tokenizer) -> torch.Tensor:
     return m
 
 def _sample_next(logits, temperature, top_p, generator):
+    """Next tokens: the argmax at temperature 0, else one draw a row from softmax(logits / temperature), trimmed to
+    its `top_p` nucleus, by inverse transform (a uniform per row against the cumulative probabilities)."""
     if temperature <= 0: return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, -1)
+    probs, order = torch.softmax(logits.float() / temperature, -1), None
     if top_p < 1.0:
-        sp, si = probs.sort(-1, descending=True)
-        drop = sp.cumsum(-1) - sp > top_p          # keep the smallest prefix whose mass reaches top_p
-        sp = sp.masked_fill(drop, 0.0)
-        probs = torch.zeros_like(probs).scatter_(-1, si, sp)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        probs, order = probs.sort(-1, descending=True)
+        probs = probs.masked_fill(probs.cumsum(-1) - probs > top_p, 0.0)   # the smallest prefix whose mass reaches top_p
+    cdf = probs.to(torch.float32 if probs.device.type == "mps" else torch.float64).cumsum(-1)
+    total = cdf[:, -1:].contiguous()
+    u = torch.rand(len(cdf), 1, generator=generator, device=cdf.device, dtype=cdf.dtype) * total
+    last = torch.searchsorted(cdf, total)                       # the last token with mass (u rounding up to the total)
+    nxt = torch.minimum(torch.searchsorted(cdf, u, right=True), last).squeeze(-1)
+    return nxt if order is None else order.gather(-1, nxt[:, None]).squeeze(-1)
 
 # %% ../nbs/03_rollout.ipynb #7c2e4f10
 def cache_view(cache):

@@ -47,6 +47,7 @@ def test_rollout_bench_tiny_runs_and_prints_goals(capsys):
     res = bench_rollout.main(["--tiny"])
     out = capsys.readouterr().out
     assert res["greedy_identical"] == res["n"] == 6          # greedy loop == greedy generate, token by token
+    assert all(ms > 0 for ms in res["draw_ms"]) and "torch.multinomial" in out and "inverse transform" in out
     for name, t in (("sampling_vs_bound", 0.95), ("greedy_eval_vs_bound", 0.9)):
         r = res[name]
         assert f"GOAL {name} {r:.2f} {t} {'PASS' if r >= t else 'FAIL'}" in out

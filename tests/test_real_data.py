@@ -93,7 +93,7 @@ def test_checker_reads_whole_expressions():
     assert not check_answer("#### 2\\sqrt{3}", "2") and not check_answer("#### [-2,7]", "-2")
 
 def test_embedded_run_keeps_its_cache_key_and_prompts():
-    assert cache_key(Config()) == "3f528f7c6474"
+    assert cache_key(Config()) == "1e791fd17449"
     assert INSTRUCTIONS["####"] == "\nGive the final answer as '#### <number>'."
     ps, instruction = data.prompt_setup(get_problems(Config(n_eval_problems=3), "eval"))
     assert instruction == INSTRUCTIONS["####"] and all("answer_format" not in p for p in ps)
