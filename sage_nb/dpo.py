@@ -110,6 +110,13 @@ def collate_pairs(tokenizer, rows, max_length: int | None = None, max_prompt_len
 class NonFiniteLogps(FloatingPointError):
     "Raised when a forward pass gives NaN/inf log-probs; `.pair_ids` lists the affected pairs."
     def __init__(self, msg, pair_ids=()): super().__init__(msg); self.pair_ids = list(pair_ids)
+    @classmethod
+    def check(cls, finite, pair_ids, what: str = "log-probs", hint: str = ""):
+        "Raise one naming the pairs of `pair_ids` whose `finite` (a bool tensor, one a pair) is False."
+        if bool(finite.all()): return
+        bad = [p for p, f in zip(pair_ids, finite.tolist()) if not f]
+        raise cls(f"Non-finite {what} for {len(bad)} pair(s): {bad[:10]}. Check the model's dtype (fp16 overflow?) "
+                  f"or weights{hint}.", bad)
 
 def _unwrap(model):
     "The transformers model under a peft wrapper (LoRA layers stay injected in it)."
@@ -268,10 +275,8 @@ def pair_forward(model, batch, chunk: int | None = None, on_nonfinite: str = "ra
     n_tok = torch.zeros(n2, device=logp.device, dtype=torch.long).index_add(0, rows, torch.ones_like(rows))
     finite_seq = torch.isfinite(seq_logp.detach())
     finite = finite_seq[:B] & finite_seq[B:]
-    if not bool(finite.all()) and on_nonfinite == "raise":
-        bad = [p for p, f in zip(batch.get("pair_ids", range(B)), finite.tolist()) if not f]
-        raise NonFiniteLogps(f"Non-finite log-probs for {len(bad)} pair(s): {bad[:10]}. Check the model's dtype "
-                             "(fp16 overflow?) or weights; pass on_nonfinite='flag' to skip instead.", bad)
+    if on_nonfinite == "raise":
+        NonFiniteLogps.check(finite, batch.get("pair_ids", range(B)), hint="; pass on_nonfinite='flag' to skip instead")
     nc, nr = n_tok[:B], n_tok[B:]
     lc, lr = seq_logp[:B], seq_logp[B:]
     mc, mr = lc / nc.clamp_min(1), lr / nr.clamp_min(1)

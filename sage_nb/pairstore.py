@@ -192,7 +192,7 @@ def sequence_stats(model, seqs, rows: int = 32, chunk=None, progress: bool = Fal
     return out
 
 def pair_outputs(items, stats: dict) -> dict:
-    "`dpo.pair_forward`'s log-probs, token counts and energy for tokenized pairs, summed from `sequence_stats`."
+    "`dpo.pair_forward`'s log-probs, token counts, energy and `finite` flags for tokenized pairs, summed from `sequence_stats`."
     lc, lr, nc, nr, en = [], [], [], [], []
     for it in items:
         (pc, ec), (pr, er) = (stats[s] for s in pair_sequences(it))
@@ -200,7 +200,7 @@ def pair_outputs(items, stats: dict) -> dict:
         lc.append(pc.sum()); lr.append(pr.sum()); nc.append(len(pc)); nr.append(len(pr)); en.append(ec[d:].sum() + er[d:].sum())
     lc, lr, nc, nr = torch.stack(lc), torch.stack(lr), torch.tensor(nc), torch.tensor(nr)
     return dict(logp_chosen=lc, logp_rejected=lr, mean_logp_chosen=lc / nc.clamp_min(1), mean_logp_rejected=lr / nr.clamp_min(1),
-                energy=torch.stack(en), n_tokens_chosen=nc, n_tokens_rejected=nr)
+                energy=torch.stack(en), n_tokens_chosen=nc, n_tokens_rejected=nr, finite=torch.isfinite(lc) & torch.isfinite(lr))
 
 # %% ../nbs/13_pairstore.ipynb #c7e10008
 def _lora_layers(model) -> dict:

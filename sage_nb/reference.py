@@ -96,10 +96,7 @@ def cache_reference(model, tokenizer, pairs, cfg: Config, batch_size: int | None
         model.train(was_training)
     if items:
         out = pair_outputs(items, stats)
-        finite = torch.isfinite(out["logp_chosen"]) & torch.isfinite(out["logp_rejected"])
-        bad = [it["pair_id"] for it, f in zip(items, finite.tolist()) if not f]
-        if bad: raise NonFiniteLogps(f"Non-finite reference log-probs for {len(bad)} pair(s): {bad[:10]}. Check the model's "
-                                     "dtype (fp16 overflow?) or weights.", bad)
+        NonFiniteLogps.check(out["finite"], [it["pair_id"] for it in items], "reference log-probs")
         cols = {c: out[c.removeprefix("ref_")].tolist() for c in REF_COLUMNS}
     base = ds.remove_columns([c for c in REF_COLUMNS if c in ds.column_names])
     if skipped: base = base.select(keep)
