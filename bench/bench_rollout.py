@@ -23,7 +23,9 @@ taken from its own first pass): the same share, printed beside the queue-order o
 reach when the queue's order does not leave long answers to decode alone at the end (not a GOAL: a first
 evaluation does not know its answers' lengths).
 It also times one draw of the next tokens for a full batch of rows, the loop's inverse transform
-(`rollout._sample_next`) against `torch.multinomial` on the same probabilities.
+(`rollout._sample_next`) against `torch.multinomial` on the same probabilities, and sampling through a policy whose
+LoRA adapter is still zero (as when a run samples its pairs): decoded through the base model, the loop's default
+(`rollout.base_while_zero`), against through the adapter, with the rows of the two compared token by token.
 `--tiny` runs a random tiny model in seconds (it checks the script, its numbers mean nothing).
 The last lines read `GOAL sampling_vs_bound <v> 0.95 PASS|FAIL` and `GOAL greedy_eval_vs_bound <v> 0.9 PASS|FAIL`.
 """
@@ -31,7 +33,8 @@ import argparse, heapq, os, time
 import torch
 from sage_nb.models import load_policy, tiny_model
 from sage_nb.data import make_problems, format_prompt
-from sage_nb.rollout import kv_generate, longest_first, _stop_ids, _sample_next
+from sage_nb import rollout
+from sage_nb.rollout import kv_generate, longest_first, _stop_ids, _sample_next, _full_cache
 
 TARGETS = dict(sampling_vs_bound=0.95, greedy_eval_vs_bound=0.9)   # share of the waste-removal bound
 
@@ -75,11 +78,16 @@ def measure(model, tok, prompts, k, a, stops):
     "{path: (useful tokens, seconds, rows)} for the loop and for `generate` at temperature `a.temperature` or 0."
     temp = a.temperature if k > 1 else 0.0
     res = {}
+    fr = []                                        # rows of each decode forward (one new token a row)
+    hook = model.register_forward_pre_hook(lambda m, args, kw: fr.append(kw["input_ids"].shape[0])
+                                           if kw.get("input_ids") is not None and kw["input_ids"].shape[1] == 1 else None,
+                                           with_kwargs=True)
     t0, c0, st = time.perf_counter(), time.process_time(), {}
-    rows = kv_generate(model, tok, prompts, k, a.max_new_tokens, temp, 1.0, torch.Generator().manual_seed(a.seed),
-                       stop_after_answer=False, stats=st, batch_size=a.batch_size)
+    try: rows = kv_generate(model, tok, prompts, k, a.max_new_tokens, temp, 1.0, torch.Generator().manual_seed(a.seed),
+                            stop_after_answer=False, stats=st, batch_size=a.batch_size)
+    finally: hook.remove()
     res["kv_loop"] = (st["tokens"], time.perf_counter() - t0, time.process_time() - c0, rows)
-    res["loop_steps"] = st
+    res["loop_steps"] = dict(st, forward_rows=fr)
     per, t0, c0, rows, steps = max(1, a.batch_size // k), time.perf_counter(), time.process_time(), [], 0
     for i in range(0, len(prompts), per):
         rows += (out := hf_generate(model, tok, prompts[i:i + per], k, a.max_new_tokens, temp, stops, a.seed + i))
@@ -129,6 +137,30 @@ def report(res, rows_in_flight, budget):
     return cpu["kv_loop"] / cpu["generate"], steps / max(res["generate"][0], 1)
 
 
+def decode_cost(model, rows, width=128, reps=7):
+    "CPU seconds of one decode forward of `rows` rows on a KV cache `width` columns wide (the median of `reps`)."
+    ids = torch.randint(100, 1000, (rows, width), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        c = model(input_ids=ids, cache=_full_cache(), use_cache=True, logits_to_keep=1).cache
+        mask, ts = torch.ones(rows, width, dtype=torch.long), []
+        for s in range(reps):
+            mask = torch.cat([mask, mask.new_ones(rows, 1)], 1); t0 = time.process_time()
+            c = model(input_ids=ids[:, :1], attention_mask=mask, position_ids=torch.full((rows, 1), width + s), cache=c,
+                      use_cache=True).cache
+            ts.append(time.process_time() - t0)
+    return sorted(ts)[len(ts) // 2]
+
+
+def partial_forwards(model, st, rows_in_flight, loop_cpu, useful, rate):
+    """What the loop's partly filled decode forwards cost beyond their rows' share of a full one, from a decode forward's
+    measured cost at 1 row and at `rows_in_flight` (a fixed part + a part per row): (fixed s, per-row s, excess s, share
+    the loop's useful tokens per CPU second would reach without that excess, over generate's row-steps per CPU second `rate`)."""
+    c1, cR, R = decode_cost(model, 1), decode_cost(model, rows_in_flight), rows_in_flight
+    fixed, per_row = max((R * c1 - cR) / (R - 1), 0.0), (cR - c1) / (R - 1)
+    excess = fixed * sum(1 - r / R for r in st["forward_rows"])      # a + b*r, against r/R of a full forward's a + b*R
+    return fixed, per_row, excess, useful / max(loop_cpu - excess, 1e-9) / rate
+
+
 def draw_cost(rows, vocab, temperature, reps=20, seed=0):
     "Milliseconds a draw of `rows` next tokens over `vocab` takes: (torch.multinomial, the loop's inverse transform)."
     g, logits = torch.Generator().manual_seed(seed), torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * 3
@@ -140,6 +172,22 @@ def draw_cost(rows, vocab, temperature, reps=20, seed=0):
         for _ in range(reps): f()
         ms[name] = (time.perf_counter() - t) / reps * 1000      # the mean of `reps` draws after a warm-up
     return ms["multinomial"], ms["inverse"]
+
+
+def zero_adapter_cost(prompts, a, reps=2):
+    """CPU seconds (the fastest of `reps`) to sample `prompts` (k rows each) through a fresh LoRA policy (B = 0): with the
+    adapter disabled, the loop's default, and through it; and whether the two gave the same rows."""
+    model, tok = tiny_model(lora=True) if a.tiny else load_policy(lora=True)
+    sec, rows = {True: [], False: []}, {}
+    try:
+        for _ in range(reps):
+            for base in (True, False):
+                rollout.BASE_WHEN_ZERO = base; c0 = time.process_time()
+                rows[base] = kv_generate(model, tok, prompts, a.k, a.max_new_tokens, a.temperature, 1.0,
+                                         torch.Generator().manual_seed(a.seed), batch_size=a.batch_size)
+                sec[base].append(time.process_time() - c0)
+    finally: rollout.BASE_WHEN_ZERO = True
+    return min(sec[True]), min(sec[False]), rows[True] == rows[False]
 
 
 def main(argv=None):
@@ -170,11 +218,22 @@ def main(argv=None):
     m_ms, i_ms = draw_cost(a.batch_size, model.get_output_embeddings().weight.shape[0], a.temperature)
     print(f"  one draw for {a.batch_size} rows: torch.multinomial {m_ms:.1f} ms, the loop's inverse transform {i_ms:.1f} ms "
           f"({i_ms / m_ms:.2f})")
+    z_base, z_lora, z_same = zero_adapter_cost(prompts[:len(prompts) // 4], a)
+    print(f"  sampling {len(prompts) // 4} prompts x {a.k} through a zero LoRA adapter: decoded through the base model "
+          f"{z_base:.1f} s CPU, through the adapter {z_lora:.1f} s ({z_base / z_lora:.2f}); identical rows: {z_same}")
     print("greedy evaluation (k=1):")
     g = measure(model, tok, prompts, 1, a, stops)
     g_rate = g["row_steps"] / g["generate"][2]            # generate's row-steps per CPU second (report pops it)
+    g_st, g_useful, g_cpu = g["loop_steps"], g["kv_loop"][0], g["kv_loop"][2]
     sp_g, b_g = report(g, a.batch_size, a.max_new_tokens)
     g_share = sp_g / b_g
+    fixed, per_row, excess, floor_share = partial_forwards(model, g_st, a.batch_size, g_cpu, g_useful, g_rate)
+    R, F = a.batch_size, len(g_st["forward_rows"])
+    print(f"  a decode forward costs {fixed * 1000:.0f} ms + {per_row * 1000:.1f} ms a row ({(fixed + per_row) * 1000:.0f} ms "
+          f"at 1 row, {(fixed + R * per_row) * 1000:.0f} ms at {R}); the loop's {F} decode forwards held "
+          f"{sum(g_st['forward_rows'])} row-steps, {sum(1 - r / R for r in g_st['forward_rows']):.1f} full forwards' "
+          f"worth of empty rows, whose fixed part ({excess:.1f} s of {g_cpu:.1f} s CPU) the bound does not charge; "
+          f"without it the share would read {floor_share:.2f} (the queue-order pass: {g_share:.2f})")
     same = sum(x == y for x, y in zip(g["kv_loop"][-1], g["generate"][-1]))
     print(f"  greedy outputs identical to generate's: {same}/{len(prompts)}; load average {os.getloadavg()[0]:.1f}")
     o = ordered_pass(model, tok, prompts, a, g, g_rate)
@@ -188,7 +247,8 @@ def main(argv=None):
     for name, v in res.items():
         print(f"GOAL {name} {v:.2f} {TARGETS[name]} {'PASS' if v >= TARGETS[name] else 'FAIL'}")
     return dict(res, sampling=sp_s, greedy=sp_g, sampling_bound=b_s, greedy_bound=b_g, greedy_identical=same,
-                n=len(prompts), greedy_ordered=o["share"], ordered_identical=o["identical"], draw_ms=(m_ms, i_ms))
+                n=len(prompts), greedy_ordered=o["share"], ordered_identical=o["identical"], draw_ms=(m_ms, i_ms), greedy_without_partial=floor_share,
+                zero_adapter_s=(z_base, z_lora), zero_adapter_identical=z_same)
 
 
 if __name__ == "__main__":

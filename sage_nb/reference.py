@@ -4,7 +4,7 @@
 
 # %% ../nbs/05_reference.ipynb #5a0e0003
 from __future__ import annotations
-import json, sys
+import json, re, sys
 from pathlib import Path
 import numpy as np
 import torch
@@ -156,10 +156,17 @@ def with_reference(cfg: Config, model, tokenizer, pairs, cache_dir=None, progres
 
 # %% ../nbs/05_reference.ipynb #8f738f8c
 def adapter_is_zero(model) -> bool:
-    "True when every trainable parameter is LoRA and every LoRA B matrix is zero: the policy computes exactly the reference."
+    """True when every trainable parameter is a LoRA A or B matrix (of a linear or an embedding) and every adapted layer
+    has A or B all zero: the policy computes exactly the reference. DoRA's magnitudes, biases or any other trainable
+    weight make it False."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named or not all("lora_" in n for n, _ in named): return False
-    with torch.no_grad(): return all(not p.any() for n, p in named if "lora_B" in n)
+    if not named: return False
+    layers = {}
+    for n, p in named:
+        m = re.search(r"\.lora_(embedding_)?[AB]\.", n)
+        if m is None: return False
+        layers.setdefault(n[:m.start()] + n[m.end() - 1:], []).append(p)     # a layer's A and B under one key
+    with torch.no_grad(): return all(any(not p.any() for p in ps) for ps in layers.values())
 
 def reference_stats(df) -> dict:
     "pair_id -> (mean logp chosen, mean logp rejected, energy G) of the reference pass, where the cache has them."

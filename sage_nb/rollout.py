@@ -4,19 +4,21 @@
 
 # %% ../nbs/03_rollout.ipynb #f5553e13
 from __future__ import annotations
-import copy, logging, math, os, random, re, time
+import contextlib, copy, logging, math, os, random, re, time
 from pathlib import Path
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from .config import Config
 from .data import (INSTRUCTION, check_answer, format_prompt, make_pair, pairs_dataset, validate_pairs)
 from .models import end_of_turn_ids
+from .reference import adapter_is_zero
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'GENERATION_BATCH_SIZE', 'model_device', 'cache_view', 'kv_generate', 'greedy_generate', 'longest_first',
-           'sample_solutions', 'problem_record', 'pairs_from_record', 'build_pairs', 'save_pairs', 'load_pairs']
+__all__ = ['log', 'GENERATION_BATCH_SIZE', 'BASE_WHEN_ZERO', 'model_device', 'cache_view', 'base_while_zero', 'kv_generate',
+           'greedy_generate', 'longest_first', 'sample_solutions', 'problem_record', 'pairs_from_record', 'build_pairs',
+           'save_pairs', 'load_pairs']
 
 # %% ../nbs/03_rollout.ipynb #92a102e7
 def model_device(model) -> torch.device:
@@ -171,6 +173,16 @@ def _prefill(model, enc, idx, n, pad, dev, prefix=None) -> _Rows:
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
     return _Rows(out.cache, mask, pos[:, -1], torch.tensor(idx, device=dev), out.logits[:, -1].float()).repeat(n)
 
+# %% ../nbs/03_rollout.ipynb #819ecdc0
+BASE_WHEN_ZERO = True   # False: decode through a zero adapter as through any other
+
+@contextlib.contextmanager
+def base_while_zero(model):
+    "Inside this block a peft model whose adapter is zero (`adapter_is_zero`) runs with it disabled: the same tokens, fewer matmuls."
+    if BASE_WHEN_ZERO and hasattr(model, "disable_adapter") and adapter_is_zero(model):
+        with model.disable_adapter(): yield True
+    else: yield False
+
 # %% ../nbs/03_rollout.ipynb #a41f6c3b
 @torch.inference_mode()
 def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens: int = 96, temperature: float = 0.0,
@@ -201,7 +213,8 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
         new = pool.take(order[:room]).repeat(n)
         pool.select(order[room:].sort().values)
         return new if b is None else b.merge(new)
-    was_training = model.training; model.eval()
+    was_training, base = model.training, base_while_zero(model)
+    model.eval(); base.__enter__()
     try:
         w = _sliding_window(model)                             # a window no row can outgrow is no window
         if P >= 8 and (w is None or w >= max(map(len, enc)) + max_new_tokens):   # the chat template's system turn, shared
@@ -235,7 +248,7 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
                 b.cache, b.logits = out.cache, out.logits[:, -1].float()
                 st["forwards"], st["row_steps"] = st.get("forwards", 0) + 1, st.get("row_steps", 0) + len(b)
             b = admit(b if len(b) else None)
-    finally: model.train(was_training)
+    finally: base.__exit__(None, None, None); model.train(was_training)
     return gen
 
 # %% ../nbs/03_rollout.ipynb #9c45847e

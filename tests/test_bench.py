@@ -48,6 +48,12 @@ def test_rollout_bench_tiny_runs_and_prints_goals(capsys):
     out = capsys.readouterr().out
     assert res["greedy_identical"] == res["n"] == 6          # greedy loop == greedy generate, token by token
     assert all(ms > 0 for ms in res["draw_ms"]) and "torch.multinomial" in out and "inverse transform" in out
+    assert res["zero_adapter_identical"] is True and all(t > 0 for t in res["zero_adapter_s"])   # a zero adapter: same rows
+    assert "through a zero LoRA adapter" in out and "identical rows: True" in out
+    m = re.search(r"the loop's (\d+) decode forwards held (\d+) row-steps", out)              # counted by a hook on the model
+    assert m and int(m[1]) > 0 and int(m[2]) >= int(m[1]), out
+    assert f"without it the share would read {res['greedy_without_partial']:.2f}" in out
+    assert res["greedy_without_partial"] >= res["greedy_eval_vs_bound"] - 1e-9
     for name, t in (("sampling_vs_bound", 0.95), ("greedy_eval_vs_bound", 0.9)):
         r = res[name]
         assert f"GOAL {name} {r:.2f} {t} {'PASS' if r >= t else 'FAIL'}" in out
