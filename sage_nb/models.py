@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_models.ipynb #b7142f0e
 from __future__ import annotations
-import contextlib, importlib.util, json, logging, os, shutil, sys, tempfile, warnings
+import contextlib, importlib.util, json, logging, os, re, shutil, sys, tempfile, warnings
 from pathlib import Path
 import torch
 
@@ -13,7 +13,7 @@ __all__ = ['PRECISIONS', 'DTYPES', 'GGUF_PACKAGE', 'GGUF_FILE', 'DEFAULT_NAME', 
            'pick_device', 'resolve_precision', 'mixed_precision', 'cache_dir', 'embedded_gguf', 'default_model_path',
            'resolve_model', 'check_chat_template', 'load_tokenizer', 'chat_prompt', 'end_of_turn', 'end_of_turn_ids',
            'styled_tokenizer', 'tiny_model', 'weight_bits', 'target_modules', 'add_lora', 'reference_mode',
-           'load_policy', 'check_lora_dropout', 'policy_from_config', 'use_gradient_checkpointing',
+           'adapter_is_zero', 'load_policy', 'check_lora_dropout', 'policy_from_config', 'use_gradient_checkpointing',
            'set_gradient_checkpointing', 'gradient_checkpointing_on']
 
 # %% ../nbs/01_models.ipynb #8a53c185
@@ -242,6 +242,20 @@ def reference_mode(model):
     if not hasattr(model, "disable_adapter"):
         raise TypeError("reference_mode needs a peft model with an adapter: without one the reference would be the policy itself.")
     with model.disable_adapter(): yield model
+
+# %% ../nbs/01_models.ipynb #bad50552
+def adapter_is_zero(model) -> bool:
+    """True when every trainable parameter is a LoRA A or B matrix (of a linear or an embedding) and every adapted layer
+    has A or B all zero: the policy computes exactly the reference. DoRA's magnitudes, biases or any other trainable
+    weight make it False."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named: return False
+    layers = {}
+    for n, p in named:
+        m = re.search(r"\.lora_(embedding_)?[AB]\.", n)
+        if m is None: return False
+        layers.setdefault(n[:m.start()] + n[m.end() - 1:], []).append(p)     # a layer's A and B under one key
+    with torch.no_grad(): return all(any(not p.any() for p in ps) for ps in layers.values())
 
 # %% ../nbs/01_models.ipynb #922aad66
 def _nf4_config(compute_dtype):

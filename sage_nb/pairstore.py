@@ -13,7 +13,8 @@ from . import dpo, scoring
 from .head import token_logp_energy
 from .probe import length_buckets
 from .rollout import cache_view
-from .reference import _tqdm, REF_COLUMNS, adapter_is_zero, reference_stats, cache_fingerprint, check_fingerprint, fingerprint
+from .models import adapter_is_zero
+from .reference import _tqdm, REF_COLUMNS, reference_stats, cache_fingerprint, check_fingerprint, fingerprint
 
 # %% auto #0
 __all__ = ['STAT_KEYS', 'pair_stats', 'stats_from_reference', 'as_pair_frame', 'selector_table', 'PairStore', 'pair_sequences',

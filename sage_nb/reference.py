@@ -4,18 +4,19 @@
 
 # %% ../nbs/05_reference.ipynb #5a0e0003
 from __future__ import annotations
-import json, re, sys
+import json, sys
 from pathlib import Path
 import numpy as np
 import torch
 from .config import Config, content_hash
 from . import models
 from .models import reference_mode
+from .models import adapter_is_zero    # still importable from here, where it was first defined
 from .dpo import _unwrap, _as_rows, PairTooLong, NonFiniteLogps, tokenize_pair
 
 # %% auto #0
 __all__ = ['REF_COLUMNS', 'fingerprint', 'check_fingerprint', 'cache_fingerprint', 'cache_reference', 'save_reference_cache',
-           'load_reference_cache', 'reference_path', 'with_reference', 'adapter_is_zero', 'reference_stats']
+           'load_reference_cache', 'reference_path', 'with_reference', 'reference_stats']
 
 # %% ../nbs/05_reference.ipynb #1a457909
 def _h(obj) -> str: return content_hash(json.dumps(obj, sort_keys=True, default=str))
@@ -155,19 +156,6 @@ def with_reference(cfg: Config, model, tokenizer, pairs, cache_dir=None, progres
     return ds
 
 # %% ../nbs/05_reference.ipynb #8f738f8c
-def adapter_is_zero(model) -> bool:
-    """True when every trainable parameter is a LoRA A or B matrix (of a linear or an embedding) and every adapted layer
-    has A or B all zero: the policy computes exactly the reference. DoRA's magnitudes, biases or any other trainable
-    weight make it False."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named: return False
-    layers = {}
-    for n, p in named:
-        m = re.search(r"\.lora_(embedding_)?[AB]\.", n)
-        if m is None: return False
-        layers.setdefault(n[:m.start()] + n[m.end() - 1:], []).append(p)     # a layer's A and B under one key
-    with torch.no_grad(): return all(any(not p.any() for p in ps) for ps in layers.values())
-
 def reference_stats(df) -> dict:
     "pair_id -> (mean logp chosen, mean logp rejected, energy G) of the reference pass, where the cache has them."
     cols = [c for c in REF_COLUMNS if c not in ("ref_logp_chosen", "ref_logp_rejected")]

@@ -10,8 +10,7 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from .config import Config
 from .data import (INSTRUCTION, check_answer, format_prompt, make_pair, pairs_dataset, validate_pairs)
-from .models import end_of_turn_ids
-from .reference import adapter_is_zero
+from .models import end_of_turn_ids, adapter_is_zero, reference_mode
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +177,18 @@ BASE_WHEN_ZERO = True   # False: decode through a zero adapter as through any ot
 
 @contextlib.contextmanager
 def base_while_zero(model):
-    "Inside this block a peft model whose adapter is zero (`adapter_is_zero`) runs with it disabled: the same tokens, fewer matmuls."
+    "Inside this block a peft model whose adapter is zero (`adapter_is_zero`) is its reference: the same tokens, fewer matmuls."
     if BASE_WHEN_ZERO and hasattr(model, "disable_adapter") and adapter_is_zero(model):
-        with model.disable_adapter(): yield True
+        with reference_mode(model): yield True
     else: yield False
+
+@contextlib.contextmanager
+def _decoding(model):
+    "`model` in eval mode, through its base while its adapter is zero, for the block; its training flag restored after."
+    was_training = model.training; model.eval()
+    try:
+        with base_while_zero(model): yield
+    finally: model.train(was_training)
 
 # %% ../nbs/03_rollout.ipynb #a41f6c3b
 @torch.inference_mode()
@@ -213,9 +220,7 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
         new = pool.take(order[:room]).repeat(n)
         pool.select(order[room:].sort().values)
         return new if b is None else b.merge(new)
-    was_training, base = model.training, base_while_zero(model)
-    model.eval(); base.__enter__()
-    try:
+    with _decoding(model):
         w = _sliding_window(model)                             # a window no row can outgrow is no window
         if P >= 8 and (w is None or w >= max(map(len, enc)) + max_new_tokens):   # the chat template's system turn, shared
             prefix = (P, model(input_ids=torch.tensor([enc[0][:P]], device=dev), cache=_full_cache(), use_cache=True,
@@ -248,7 +253,6 @@ def kv_generate(model, tokenizer, prompts: list[str], n: int = 1, max_new_tokens
                 b.cache, b.logits = out.cache, out.logits[:, -1].float()
                 st["forwards"], st["row_steps"] = st.get("forwards", 0) + 1, st.get("row_steps", 0) + len(b)
             b = admit(b if len(b) else None)
-    finally: base.__exit__(None, None, None); model.train(was_training)
     return gen
 
 # %% ../nbs/03_rollout.ipynb #9c45847e
